@@ -1,0 +1,76 @@
+"""Root command group: global options, nouns, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import exc as sa_exc
+
+from matplat import __version__
+from matplat.cli.context import AppContext
+from matplat.config import load_settings
+from matplat.errors import PlatformError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class PlatformGroup(click.Group):
+    """Turns domain errors into one line on stderr and exit 1 (usage errors exit 2)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except PlatformError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except sa_exc.DBAPIError as e:
+            reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+            click.echo(f"error: database error: {reason}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was half-written; rerun to finish", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=PlatformGroup, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--db",
+    "database_url",
+    metavar="URL",
+    help="Database URL [env PLATFORM_DATABASE_URL; default sqlite:///platform.db].",
+)
+@click.option(
+    "--broker",
+    "broker_url",
+    metavar="URL",
+    help="Celery broker (redis://… or amqp://…) [env PLATFORM_BROKER_URL; default: in-process].",
+)
+@click.option(
+    "--device",
+    metavar="DEVICE",
+    help="Torch device: auto, cpu, cuda, cuda:N [env PLATFORM_DEVICE; default auto].",
+)
+@click.version_option(__version__, prog_name="platform")
+@click.pass_context
+def cli(
+    ctx: click.Context, database_url: str | None, broker_url: str | None, device: str | None
+) -> None:
+    """matplat: OQMD ingest, CGNN crystal graphs, model training and predictions in SQL."""
+    settings = load_settings(database_url=database_url, broker_url=broker_url, device=device)
+    ctx.obj = AppContext(settings=settings)
+
+
+def _register() -> None:
+    from matplat.cli import db, query, status
+
+    cli.add_command(db.db)
+    cli.add_command(status.status)
+    cli.add_command(query.query)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="platform")

@@ -1,0 +1,50 @@
+"""All models, imported here so that ``Base.metadata`` knows every table."""
+
+from matplat.db.models.graphs import CrystalGraph, GraphRecipe
+from matplat.db.models.ingest import IngestRun
+from matplat.db.models.jobs import Job
+from matplat.db.models.materials import DftProperty, Material, MaterialElement, Site, Structure
+from matplat.db.models.mlmodels import (
+    DatasetSplit,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    SplitMember,
+    TrainingRun,
+)
+
+__all__ = [
+    "CrystalGraph",
+    "DatasetSplit",
+    "DftProperty",
+    "GraphRecipe",
+    "IngestRun",
+    "Job",
+    "Material",
+    "MaterialElement",
+    "ModelAlias",
+    "ModelVersion",
+    "Prediction",
+    "Site",
+    "SplitMember",
+    "Structure",
+    "TrainingRun",
+]
+
+#: Tables users query directly (the SQL contract) and that ``platform status`` counts.
+PUBLIC_TABLES = (
+    "materials",
+    "structures",
+    "sites",
+    "material_elements",
+    "dft_properties",
+    "ingest_runs",
+    "graph_recipes",
+    "crystal_graphs",
+    "dataset_splits",
+    "model_versions",
+    "model_aliases",
+    "training_runs",
+    "predictions",
+    "jobs",
+)

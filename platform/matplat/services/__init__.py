@@ -1,0 +1,1 @@
+"""Services: operations the CLI, tasks and tests call with an engine or a session."""
