@@ -1,0 +1,57 @@
+"""Shared fixtures: real SQLite, PostgreSQL and MariaDB databases, created per test and dropped.
+
+Server URLs come from ``PLATFORM_TEST_POSTGRES_URL`` and ``PLATFORM_TEST_MYSQL_URL`` (defaults:
+the local services). A missing server skips its tests with the reason, except under
+``PLATFORM_TEST_REQUIRE_SERVICES=1`` (set by .ci/run), where it is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dbutil import ENGINES, TestDatabase, create_database  # noqa: E402
+
+from matplat.db.session import dispose_engines  # noqa: E402
+
+
+def pytest_report_header(config):  # type: ignore[no-untyped-def]
+    require = os.environ.get("PLATFORM_TEST_REQUIRE_SERVICES") == "1"
+    return f"matplat: database engines {', '.join(ENGINES)}; services required: {require}"
+
+
+@pytest.fixture(params=ENGINES)
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """A new, empty database on each engine (no schema)."""
+    database = create_database(request.param, tmp_path)
+    try:
+        yield database
+    finally:
+        dispose_engines()
+        database.drop()
+
+
+@pytest.fixture(params=ENGINES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """A new database on each engine, migrated to head."""
+    database = create_database(request.param, tmp_path)
+    try:
+        database.upgrade()
+        yield database
+    finally:
+        dispose_engines()
+        database.drop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's settings or write platform.db into the checkout."""
+    for name in ("PLATFORM_DATABASE_URL", "PLATFORM_BROKER_URL", "PLATFORM_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
