@@ -87,9 +87,9 @@ def upgrade() -> None:
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_graph_recipes")),
-        sa.UniqueConstraint("name", name=op.f("uq_graph_recipes_name")),
         sa.UniqueConstraint("params_hash", name=op.f("uq_graph_recipes_params_hash")),
     )
+    op.create_index(op.f("ix_graph_recipes_name"), "graph_recipes", ["name"], unique=False)
     op.create_table(
         "ingest_runs",
         sa.Column("id", BIG_ID, nullable=False),
@@ -391,6 +391,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("natoms", sa.Integer(), nullable=False),
         sa.Column("nedges", sa.Integer(), nullable=False),
+        sa.Column("n_isolated", sa.Integer(), nullable=False),
         sa.Column("atomic_numbers", BLOB, nullable=True),
         sa.Column("edge_src", BLOB, nullable=True),
         sa.Column("edge_dst", BLOB, nullable=True),

@@ -44,7 +44,7 @@ def test_round_trip_every_model(db) -> None:
         make_material(s, 1, formula="Fe2O3", elements={"Fe": 2, "O": 3},
                       dft={"band_gap": None, "formation_energy": 5e-324})
         recipe = make_recipe(s)
-        s.add(CrystalGraph(structure_id=1, recipe_id=recipe.id, status="ok", natoms=5, nedges=2,
+        s.add(CrystalGraph(structure_id=1, recipe_id=recipe.id, status="ok", natoms=5, nedges=2, n_isolated=3,
                            atomic_numbers=np.array([26, 26, 8, 8, 8], "<i2").tobytes(),
                            edge_src=np.array([0, 1], "<i4").tobytes(),
                            edge_dst=np.array([1, 0], "<i4").tobytes(),

@@ -62,11 +62,14 @@ def cli(
 
 
 def _register() -> None:
-    from matplat.cli import db, query, status
+    from matplat.cli import db, graphs, ingest, query, sample, status
 
     cli.add_command(db.db)
     cli.add_command(status.status)
     cli.add_command(query.query)
+    cli.add_command(ingest.ingest)
+    cli.add_command(sample.sample)
+    cli.add_command(graphs.graphs)
 
 
 _register()

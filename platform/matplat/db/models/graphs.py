@@ -15,15 +15,16 @@ from matplat.db.types import JSONText
 class GraphRecipe(Base):
     """How graphs were built: a name, its parameters and the code version.
 
-    A recipe with other parameters or code is a new row, so graphs of one recipe are never
-    silently mixed with another's.
+    A recipe with other parameters or code is a new row (``params_hash`` is unique; several rows
+    may share a name across code versions), so graphs of one recipe are never silently mixed
+    with another's. ``n_isolated`` of a graph counts atoms without any neighbour.
     """
 
     __tablename__ = "graph_recipes"
-    __table_args__ = (UniqueConstraint("name"), UniqueConstraint("params_hash"))
+    __table_args__ = (UniqueConstraint("params_hash"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSONText)
     code_version: Mapped[str] = mapped_column(String(64))
     params_hash: Mapped[str] = mapped_column(String(64))
@@ -49,6 +50,7 @@ class CrystalGraph(Base):
     status: Mapped[str] = mapped_column(String(16))
     natoms: Mapped[int] = mapped_column(Integer)
     nedges: Mapped[int] = mapped_column(Integer)
+    n_isolated: Mapped[int] = mapped_column(Integer, default=0)
     atomic_numbers: Mapped[bytes | None] = mapped_column(Blob)
     edge_src: Mapped[bytes | None] = mapped_column(Blob)
     edge_dst: Mapped[bytes | None] = mapped_column(Blob)

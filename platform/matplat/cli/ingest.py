@@ -1,0 +1,122 @@
+"""``platform ingest``: an OQMD dump (.sql, .sql.gz, -) or a live qmdb server into our tables."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from matplat.cli.context import AppContext, pass_app
+from matplat.cli.output import render
+from matplat.cli.progress import byte_bar
+from matplat.errors import InputError
+
+
+def _is_db_url(path: str) -> bool:
+    return "://" in path and path.split("://", 1)[0].split("+")[0] in ("mysql", "mariadb")
+
+
+@click.command()
+@click.argument("path")
+@click.option(
+    "--rule",
+    type=click.Choice(["cgnn", "oqmd-api"]),
+    default="cgnn",
+    show_default=True,
+    help="Selection rule: cgnn reproduces the CGNN data set; oqmd-api as the OQMD API.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Ingest at most N materials.")
+@click.option("--dry-run", is_flag=True, help="Parse and classify everything, write nothing.")
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False),
+    help="Write the skipped entries and the reasons to FILE (TSV).",
+)
+@click.option("--force", is_flag=True, help="Re-read a file even if it was ingested before.")
+@pass_app
+def ingest(
+    app: AppContext,
+    path: str,
+    rule: str,
+    limit: int | None,
+    dry_run: bool,
+    rejects_path: str | None,
+    force: bool,
+) -> None:
+    """Stream an OQMD mysqldump (PATH: .sql, .sql.gz, or - for stdin) into the database.
+
+    PATH may also be a live qmdb server (mysql+pymysql://user@host/qmdb). Rerunning on the same
+    dump changes nothing; a newer dump adds new entries and updates changed ones.
+    """
+    from matplat.ingest import loader
+    from matplat.ingest.oqmd import RULES, extract, extract_dump
+
+    loader.ensure_known_rule(rule, RULES)
+    engine = app.engine()
+    file_size = sha = None
+    if _is_db_url(path):
+        from matplat.ingest.live import iter_server_tables
+        from matplat.ingest.oqmd import NEEDED_TABLES
+
+        source_kind, name = "qmdb-server", path.split("@")[-1]
+        with tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work:
+            batches = iter_server_tables(path, NEEDED_TABLES)
+            chunks = extract(batches, rule, workdir=Path(work), limit=limit)
+            summary = loader.load_chunks(
+                engine,
+                chunks,
+                rule=rule,
+                source_name=name,
+                dry_run=dry_run,
+                source_kind=source_kind,
+            )
+    else:
+        if path != "-":
+            p = Path(path)
+            if p.is_dir():
+                raise InputError(f"{path}: is a directory; expected a .sql or .sql.gz dump")
+            if not p.is_file():
+                raise InputError(f"{path}: no such file")
+            file_size = p.stat().st_size
+            with byte_bar(file_size, "checksum") as update:
+                done = 0
+
+                def on_bytes(n: int) -> None:
+                    nonlocal done
+                    done += n
+                    update(done)
+
+                sha = loader.file_sha256(p, on_bytes)
+            prior = loader.previous_run(engine, sha, rule)
+            if prior is not None and not force and limit is None:
+                click.echo(
+                    f"{path}: already ingested by run {prior} (same sha256, rule "
+                    f"{rule}); nothing to do. Use --force to re-read it."
+                )
+                return
+        with (
+            tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work,
+            byte_bar(file_size, "ingest") as update,
+        ):
+            chunks = extract_dump(path, rule, workdir=Path(work), limit=limit, progress=update)
+            summary = loader.load_chunks(
+                engine,
+                chunks,
+                rule=rule,
+                source_name=Path(path).name if path != "-" else "<stdin>",
+                file_size=file_size,
+                sha256=sha,
+                dry_run=dry_run,
+            )
+    if rejects_path:
+        loader.write_rejects(Path(rejects_path), summary.rejects)
+    click.echo(render(pd.DataFrame(summary.as_rows(), columns=["", "value"]), "table"))
+    if summary.rejects and not rejects_path:
+        shown = ", ".join(f"{sid} ({reason})" for sid, reason in summary.rejects[:5])
+        more = f" and {len(summary.rejects) - 5} more" if len(summary.rejects) > 5 else ""
+        click.echo(f"rejected entries: {shown}{more}; list them all with --rejects FILE", err=True)
+    if not dry_run and summary.added == 0 and summary.updated == 0:
+        click.echo("nothing changed: every material is already up to date")

@@ -1,0 +1,176 @@
+"""Bulk writers per engine: PostgreSQL COPY, MySQL multi-row INSERT, SQLite executemany.
+
+All writers work on an open SQLAlchemy ``Connection`` inside the caller's transaction, so a
+failed or interrupted load rolls back with everything else. Columns arrive as sequences
+(lists or numpy arrays) of equal length; ``None`` and float NaN in float columns become NULL.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+Column = Sequence[Any] | np.ndarray
+
+_PG_EPOCH_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+
+
+def _py_values(col: Column) -> list[Any]:
+    """Column → list of Python values with NaN floats turned into None."""
+    if isinstance(col, np.ndarray):
+        if col.dtype.kind == "f":
+            out = col.astype(float).tolist()
+            return [None if v != v else v for v in out]
+        if col.dtype.kind in "iub":
+            return col.tolist()
+        return list(col)
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in col]
+
+
+def _rows(columns: dict[str, Column]) -> list[tuple[Any, ...]]:
+    cols = [_py_values(c) for c in columns.values()]
+    return list(zip(*cols, strict=True))
+
+
+def _pg_binary_numeric(columns: dict[str, Column], pg_types: dict[str, str]) -> bytes | None:
+    """A whole PostgreSQL binary COPY payload built with numpy, for all-numeric, NULL-free
+    columns (bigint, integer, smallint, double precision). ``None`` when not applicable."""
+    n = len(next(iter(columns.values())))
+    fields: list[tuple[str, str]] = [("nfields", ">i2")]
+    arrays: dict[str, np.ndarray] = {}
+    for name, col in columns.items():
+        kind = pg_types.get(name)
+        arr = np.asarray(col)
+        if kind == "float8":
+            if arr.dtype.kind != "f" or np.isnan(arr).any():
+                return None
+            dt, size = ">f8", 8
+        elif kind in ("int8", "int4", "int2"):
+            if arr.dtype.kind not in "iu":
+                return None
+            dt, size = {"int8": (">i8", 8), "int4": (">i4", 4), "int2": (">i2", 2)}[kind]
+        else:
+            return None
+        fields += [(f"{name}__len", ">i4"), (name, dt)]
+        arrays[name] = arr
+        _ = size
+    rec = np.empty(n, dtype=np.dtype(fields))
+    rec["nfields"] = len(columns)
+    for name, arr in arrays.items():
+        rec[f"{name}__len"] = rec.dtype[name].itemsize
+        rec[name] = arr
+    return _PG_EPOCH_HEADER + rec.tobytes() + b"\xff\xff"
+
+
+def insert_columns(
+    conn: Connection,
+    table: str,
+    columns: dict[str, Column],
+    *,
+    pg_types: dict[str, str] | None = None,
+) -> int:
+    """Insert rows given column-wise into ``table`` with the engine's fast path.
+
+    ``pg_types`` maps column → ``int8/int4/int2/float8`` for columns that may take the fully
+    vectorised PostgreSQL binary COPY (used for the large ``sites`` table).
+    """
+    if not columns:
+        return 0
+    n = len(next(iter(columns.values())))
+    if n == 0:
+        return 0
+    names = list(columns)
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        raw = conn.connection.driver_connection  # psycopg.Connection
+        collist = ", ".join(names)
+        payload = _pg_binary_numeric(columns, pg_types or {}) if pg_types else None
+        with raw.cursor() as cur:
+            if payload is not None:
+                with cur.copy(f"COPY {table} ({collist}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.write(payload)
+            else:
+                with cur.copy(f"COPY {table} ({collist}) FROM STDIN") as cp:
+                    for row in _rows(columns):
+                        cp.write_row(row)
+        return n
+    placeholders = (
+        ", ".join(["%s"] * len(names))
+        if backend in ("mysql", "mariadb")
+        else ", ".join(["?"] * len(names))
+    )
+    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
+    rows = _rows(columns)
+    dbapi_conn = conn.connection.driver_connection
+    cur = dbapi_conn.cursor()
+    try:
+        if backend in ("mysql", "mariadb"):
+            # PyMySQL rewrites executemany of INSERT … VALUES into multi-row INSERTs;
+            # batches stay under max_allowed_packet.
+            step = 5000
+            for i in range(0, len(rows), step):
+                cur.executemany(sql, rows[i : i + step])
+        else:
+            cur.executemany(sql, rows)
+    finally:
+        cur.close()
+    return n
+
+
+def insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
+    """Insert rows, skipping those whose primary key exists (idempotent writes).
+
+    ``table`` is a SQLAlchemy ``Table``. Returns the number of rows offered.
+    """
+    if not rows:
+        return 0
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table).on_conflict_do_nothing()
+    elif backend in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as my_insert
+
+        stmt = my_insert(table).prefix_with("IGNORE")
+    else:
+        from sqlalchemy.dialects.sqlite import insert as lite_insert
+
+        stmt = lite_insert(table).on_conflict_do_nothing()
+    conn.execute(stmt, rows)
+    return len(rows)
+
+
+def upsert(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str], update: list[str]
+) -> int:
+    """Insert rows, or update ``update`` columns where the ``keys`` already exist."""
+    if not rows:
+        return 0
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        )
+    elif backend in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as my_insert
+
+        stmt = my_insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+    else:
+        from sqlalchemy.dialects.sqlite import insert as lite_insert
+
+        stmt = lite_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        )
+    conn.execute(stmt, rows)
+    return len(rows)
