@@ -62,7 +62,7 @@ def cli(
 
 
 def _register() -> None:
-    from matplat.cli import db, graphs, ingest, query, sample, status
+    from matplat.cli import db, graphs, ingest, models, query, sample, status
 
     cli.add_command(db.db)
     cli.add_command(status.status)
@@ -70,6 +70,7 @@ def _register() -> None:
     cli.add_command(ingest.ingest)
     cli.add_command(sample.sample)
     cli.add_command(graphs.graphs)
+    cli.add_command(models.models)
 
 
 _register()

@@ -1,0 +1,93 @@
+"""Nearest-neighbour selection by repeated exact 1-D 2-means, vectorised across atoms.
+
+For centre atom j with candidate ratios x = d / cutoff (sorted ascending, k of them), one step
+splits x into a left part x[:p] and a right part x[p:] at the p that minimises the within-cluster
+sum of squares, i.e. maximises S_p^2 / p + (S_k - S_p)^2 / (k - p) with prefix sums S. In 1-D an
+optimal 2-means partition is contiguous in sorted order, so this is the exact optimum that sklearn
+KMeans only approximates. If the centres c2 - c1 > cc_cutoff the left part is kept (k <- p) and
+the step repeats (at most max_iter times, while k > 1); otherwise the atom is done.
+
+Definitions that make the result unique:
+- a split falls only between distinct values (x[p-1] < x[p]); equal ratios are never separated,
+  so when all remaining x are equal the atom is done (centres equal, nothing is split);
+- among equally good splits the first (smallest p) wins, as ``argmax`` gives;
+- because the kept part is always a prefix of the sorted ratios, the prefix sums are computed
+  once per atom and every step is O(k), vectorised over all atoms still being split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def select_neighbors(
+    j: NDArray[np.int64],
+    ratio: NDArray[np.float64],
+    natoms: int,
+    *,
+    cc_cutoff: float = 0.03,
+    max_iter: int = 10,
+) -> NDArray[np.bool_]:
+    """(E,) mask of the candidates kept as neighbours.
+
+    Args:
+        j: (E,) centre atom of each candidate, non-decreasing.
+        ratio: (E,) d / cutoff of each candidate.
+        natoms: number of centre atoms n.
+        cc_cutoff: least centre gap that splits.
+        max_iter: most splits per atom.
+    """
+    nedges = len(j)
+    if nedges == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((ratio, j))
+    counts = np.bincount(j, minlength=natoms)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    slot = np.arange(nedges) - starts[j[order]]
+    width = int(counts.max())
+    x = np.full((natoms, width), np.inf)
+    x[j[order], slot] = ratio[order]
+    kept = split_sizes(x, counts, cc_cutoff=cc_cutoff, max_iter=max_iter)
+    mask = np.empty(nedges, dtype=bool)
+    mask[order] = slot < kept[j[order]]
+    return mask
+
+
+def split_sizes(
+    x: NDArray[np.float64], counts: NDArray[np.int64], *, cc_cutoff: float, max_iter: int
+) -> NDArray[np.int64]:
+    """(n,) how many of each row's smallest ratios are kept.
+
+    Args:
+        x: (n, K) each row holds an atom's ratios sorted ascending, padded with +inf.
+        counts: (n,) number of real ratios per row.
+    """
+    prefix = np.cumsum(x, axis=1)  # prefix[:, p - 1] = S_p; inf padding never enters S_p, p <= k
+    kept = counts.astype(np.int64)
+    rows = np.nonzero(kept > 1)[0]
+    if rows.size == 0:
+        return kept
+    width = x.shape[1]
+    p = np.arange(1, width)  # left sizes 1..K-1
+    distinct = x[:, :-1] < x[:, 1:]  # a split between p-1 and p separates different values
+    for _ in range(max_iter):
+        k = kept[rows]
+        left = prefix[rows, :-1]
+        total = prefix[rows, k - 1]
+        valid = distinct[rows] & (p[None, :] < k[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):  # padding; masked just below
+            right = total[:, None] - left
+            score = left * left / p + right * right / (k[:, None] - p)
+        score = np.where(valid, score, -np.inf)
+        best = np.argmax(score, axis=1)
+        has_split = valid[np.arange(len(rows)), best]
+        size = best + 1
+        c1 = left[np.arange(len(rows)), best] / size
+        c2 = right[np.arange(len(rows)), best] / (k - size)
+        split = has_split & (np.abs(c1 - c2) > cc_cutoff)
+        kept[rows[split]] = size[split]
+        rows = rows[split & (size > 1)]
+        if rows.size == 0:
+            break
+    return kept

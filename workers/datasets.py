@@ -1,0 +1,151 @@
+"""Load crystal graphs and DFT targets from the database into ``ml.data.GraphSet`` (CSR).
+
+Rows are streamed once and packed into contiguous arrays; the result is cached on disk
+(memory-mapped ``.npy`` files) under a key derived from the database's graph fingerprint, so
+the next training run on the same data skips the database entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+TARGET_COLUMNS = {
+    "formation_energy": "formation_energy",
+    "band_gap": "band_gap",
+    "magnetization": "magnetization",
+    "volume_per_atom": "volume_per_atom",
+    "volume_deviation": "volume_deviation",
+}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("PLATFORM_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplat")
+    return Path(base) / "graphsets"
+
+
+@dataclass
+class GraphData:
+    """Graphs of materials (CSR, in ``ml.data.GraphSet``) with their formulas and targets."""
+
+    graphs: object  # ml.data.GraphSet
+    material_ids: np.ndarray
+    formulas: list[str]
+    snapshot_hash: str
+    skipped: int = 0
+
+    def _select_targets(self, all_targets: list[str], targets: list[str]) -> GraphData:
+        idx = [all_targets.index(t) for t in targets]
+        self.graphs = self.graphs.with_targets(np.asarray(self.graphs.targets)[:, idx])
+        return self
+
+
+def check_targets(targets: list[str]) -> list[str]:
+    from matplat.errors import InputError
+
+    bad = [t for t in targets if t not in TARGET_COLUMNS]
+    if bad or not targets:
+        raise InputError(f"unknown target(s) {', '.join(bad) or '(none)'}: choose from "
+                         f"{', '.join(TARGET_COLUMNS)}")
+    return targets
+
+
+def _fingerprint(engine: Engine, recipe_id: int, where: str) -> str:
+    sql = text(
+        "SELECT count(*), COALESCE(SUM(g.structure_id), 0), COALESCE(MAX(g.structure_id), 0), "
+        "COALESCE(SUM(g.nedges), 0), COALESCE(MAX(m.updated_at), '') FROM crystal_graphs g "
+        f"JOIN structures s ON s.id = g.structure_id JOIN materials m ON m.id = s.material_id "
+        f"WHERE g.recipe_id = :r AND g.status = 'ok' {where}")
+    with engine.connect() as conn:
+        row = conn.execute(sql, {"r": recipe_id}).one()
+    key = json.dumps([engine.url.render_as_string(hide_password=True), recipe_id, where,
+                      [str(v) for v in row]])
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def load_graph_data(engine: Engine, recipe_id: int, targets: list[str], *,
+                    where: str = "", use_cache: bool = True) -> GraphData:
+    """Every ok graph of the recipe (joined to its material and DFT values), ordered by material.
+
+    ``where`` is an extra SQL condition on ``m`` (materials) / ``d`` (dft_properties). Targets
+    missing in the database are NaN. Atoms outside the 89-species table are skipped (counted).
+    """
+    from ml.data import GraphSet
+    from ml.graphs import species_index
+
+    fp = _fingerprint(engine, recipe_id, f"AND ({where})" if where else "")
+    cache = cache_root() / fp[:32]
+    if use_cache and (cache / "meta.json").is_file():
+        meta = json.loads((cache / "meta.json").read_text())
+        gs = GraphSet.load(cache / "graphs", mmap=True)
+        all_targets = meta["targets"]
+        if all(t in all_targets for t in targets):
+            return GraphData(gs, np.load(cache / "material_ids.npy"), meta["formulas"],
+                             meta["snapshot_hash"], meta["skipped"])._select_targets(
+                                 all_targets, targets)
+    cols = ", ".join(f"d.{c}" for c in TARGET_COLUMNS.values())
+    sql = text(
+        f"SELECT m.id, m.formula, g.atomic_numbers, g.edge_src, g.edge_dst, {cols} "
+        "FROM crystal_graphs g JOIN structures s ON s.id = g.structure_id "
+        "JOIN materials m ON m.id = s.material_id "
+        "LEFT JOIN dft_properties d ON d.material_id = m.id "
+        "WHERE g.recipe_id = :r AND g.status = 'ok' "
+        f"{'AND (' + where + ')' if where else ''} ORDER BY m.id")
+    ids: list[int] = []
+    formulas: list[str] = []
+    species: list[np.ndarray] = []
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    values: list[tuple] = []
+    skipped = 0
+    h = hashlib.sha256()
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+            sql, {"r": recipe_id})
+        for row in result:
+            z = np.frombuffer(row[2], "<i2")
+            sp = species_index(z, strict=False)
+            if (np.asarray(sp) < 0).any():
+                skipped += 1
+                continue
+            ids.append(int(row[0]))
+            formulas.append(row[1])
+            species.append(np.asarray(sp, dtype=np.int16))
+            s = np.frombuffer(row[3], "<i4")
+            d = np.frombuffer(row[4], "<i4")
+            src.append(s)
+            dst.append(d)
+            vals = tuple(np.nan if v is None else float(v) for v in row[5:])
+            values.append(vals)
+            h.update(row[2])
+            h.update(row[3])
+            h.update(row[4])
+            h.update(np.asarray(vals, dtype="<f8").tobytes())
+    all_targets = list(TARGET_COLUMNS)
+    tarr = np.asarray(values, dtype=np.float32).reshape(len(ids), len(all_targets))
+    mids = np.asarray(ids, dtype=np.int64)
+    h.update(mids.tobytes())
+    gs = GraphSet.from_lists(mids, species, src, dst, tarr)
+    snapshot = h.hexdigest()
+    if use_cache and len(ids):
+        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        gs.save(tmp / "graphs")
+        np.save(tmp / "material_ids.npy", mids)
+        (tmp / "meta.json").write_text(json.dumps({
+            "targets": all_targets, "formulas": formulas, "snapshot_hash": snapshot,
+            "skipped": skipped}))
+        try:
+            tmp.rename(cache)
+        except OSError:  # another process cached it first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return GraphData(gs, mids, formulas, snapshot, skipped)._select_targets(all_targets, targets)
