@@ -174,3 +174,72 @@ def upsert(
         )
     conn.execute(stmt, rows)
     return len(rows)
+
+
+def write_predictions(conn: Connection, model_version_id: int, material_ids: np.ndarray,
+                      prop: str, values: np.ndarray, uncertainty: np.ndarray | None) -> int:
+    """Insert predictions of one property, skipping rows that exist (idempotent).
+
+    PostgreSQL: binary COPY (built with numpy) into a temporary staging table, then
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING``. MySQL: multi-row ``INSERT IGNORE``.
+    SQLite: ``INSERT OR IGNORE`` with executemany. NaN values become NULL uncertainty.
+    """
+    n = len(material_ids)
+    if n == 0:
+        return 0
+    values = np.asarray(values, dtype=np.float64)
+    unc = None if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_predictions (model_version_id bigint, "
+            "material_id bigint, property varchar(32), value double precision, "
+            "uncertainty double precision) ON COMMIT DELETE ROWS")
+        conn.exec_driver_sql("TRUNCATE stage_predictions")
+        raw = conn.connection.driver_connection
+        mids = np.asarray(material_ids, dtype=np.int64)
+        has = np.zeros(n, bool) if unc is None else ~np.isnan(unc)
+        for with_unc in (False, True):
+            part = has if with_unc else ~has
+            if not part.any():
+                continue
+            fields = [("nf", ">i2"), ("l0", ">i4"), ("mv", ">i8"), ("l1", ">i4"), ("mid", ">i8"),
+                      ("l2", ">i4"), ("prop", f"S{len(prop)}"), ("l3", ">i4"), ("value", ">f8")]
+            if with_unc:
+                fields += [("l4", ">i4"), ("unc", ">f8")]
+            rec = np.empty(int(part.sum()), dtype=np.dtype(fields))
+            rec["nf"] = 5 if with_unc else 4
+            rec["l0"], rec["l1"], rec["l2"], rec["l3"] = 8, 8, len(prop), 8
+            rec["mv"] = model_version_id
+            rec["mid"] = mids[part]
+            rec["prop"] = prop.encode()
+            rec["value"] = values[part]
+            cols = "model_version_id, material_id, property, value"
+            if with_unc:
+                rec["l4"] = 8
+                rec["unc"] = unc[part]  # type: ignore[index]
+                cols += ", uncertainty"
+            payload = _PG_EPOCH_HEADER + rec.tobytes() + b"\xff\xff"
+            with raw.cursor() as cur, cur.copy(
+                    f"COPY stage_predictions ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(payload)
+        conn.exec_driver_sql(
+            "INSERT INTO predictions (model_version_id, material_id, property, value, uncertainty) "
+            "SELECT model_version_id, material_id, property, value, uncertainty "
+            "FROM stage_predictions ON CONFLICT DO NOTHING")
+        return n
+    mids = np.asarray(material_ids, dtype=np.int64).tolist()
+    vals = values.tolist()
+    uncs = [None] * n if unc is None else [None if u != u else u for u in unc.tolist()]
+    rows = list(zip([model_version_id] * n, mids, [prop] * n, vals, uncs, strict=True))
+    verb = "INSERT IGNORE" if backend in ("mysql", "mariadb") else "INSERT OR IGNORE"
+    mark = "%s" if backend in ("mysql", "mariadb") else "?"
+    sql = (f"{verb} INTO predictions (model_version_id, material_id, property, value, uncertainty)"
+           f" VALUES ({', '.join([mark] * 5)})")
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        for i in range(0, n, 5000):
+            cur.executemany(sql, rows[i:i + 5000])
+    finally:
+        cur.close()
+    return n
