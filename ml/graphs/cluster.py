@@ -32,25 +32,35 @@ def select_neighbors(
     """(E,) mask of the candidates kept as neighbours.
 
     Args:
-        j: (E,) centre atom of each candidate, non-decreasing.
+        j: (E,) centre atom of each candidate (0..natoms-1, any numbering across cells).
         ratio: (E,) d / cutoff of each candidate.
         natoms: number of centre atoms n.
         cc_cutoff: least centre gap that splits.
         max_iter: most splits per atom.
     """
     nedges = len(j)
+    mask = np.zeros(nedges, dtype=bool)
     if nedges == 0:
-        return np.zeros(0, dtype=bool)
+        return mask
     order = np.lexsort((ratio, j))
+    j_sorted = j[order]
     counts = np.bincount(j, minlength=natoms)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    slot = np.arange(nedges) - starts[j[order]]
-    width = int(counts.max())
-    x = np.full((natoms, width), np.inf)
-    x[j[order], slot] = ratio[order]
-    kept = split_sizes(x, counts, cc_cutoff=cc_cutoff, max_iter=max_iter)
-    mask = np.empty(nedges, dtype=bool)
-    mask[order] = slot < kept[j[order]]
+    starts = np.cumsum(counts) - counts
+    slot = np.arange(nedges) - starts[j_sorted]
+    # Rows are padded to a common width; bucket atoms by count so one crowded atom does not
+    # widen every row.
+    bucket = np.ceil(np.log2(np.maximum(counts, 2))).astype(np.int64)
+    row_bucket = bucket[j_sorted]
+    kept = np.zeros(natoms, dtype=np.int64)
+    for b in np.unique(bucket[counts > 0]).tolist():
+        atoms = np.nonzero((bucket == b) & (counts > 0))[0]
+        row_of_atom = np.full(natoms, -1, dtype=np.int64)
+        row_of_atom[atoms] = np.arange(len(atoms))
+        sel = row_bucket == b
+        x = np.full((len(atoms), int(counts[atoms].max())), np.inf)
+        x[row_of_atom[j_sorted[sel]], slot[sel]] = ratio[order[sel]]
+        kept[atoms] = split_sizes(x, counts[atoms], cc_cutoff=cc_cutoff, max_iter=max_iter)
+    mask[order] = slot < kept[j_sorted]
     return mask
 
 

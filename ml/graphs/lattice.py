@@ -15,8 +15,12 @@ def cell_volume(lattice: NDArray[np.float64]) -> float:
     """|(a x b) . c| in Å^3, the same arithmetic as pymatgen ``Lattice.volume``.
 
     It can differ from ``abs(det(lattice))`` in the last bit, which matters for bit-for-bit cutoffs.
+    The cross product is written out: the same IEEE operations as ``np.cross`` (bit-identical,
+    checked in the tests) at a tenth of its cost.
     """
-    return float(abs(np.dot(np.cross(lattice[0], lattice[1]), lattice[2])))
+    (a0, a1, a2), (b0, b1, b2) = lattice[0].tolist(), lattice[1].tolist()
+    cross = np.array((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
+    return float(abs(np.dot(cross, lattice[2])))
 
 
 def reduced_coords(lattice: NDArray[np.float64], frac: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -128,3 +128,14 @@ def test_installed_command_in_a_subprocess(tmp_path: Path) -> None:
     bad = subprocess.run([exe, "--db", "sqlite:////no/such/dir/x.db", "status"],
                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
+
+
+def test_database_at_an_old_revision_is_refused(db) -> None:
+    migrate.downgrade(db.engine, "0001")
+    r = CliRunner().invoke(cli, ["--db", db.url, "status"])
+    assert r.exit_code == 1
+    assert "revision 0001" in r.output and "platform db upgrade" in r.output
+    assert r.output.count("\n") == 1
+    r = run("--db", db.url, "db", "upgrade")
+    assert r.exit_code == 0 and "0001 ->" in r.output
+    assert CliRunner().invoke(cli, ["--db", db.url, "status"]).exit_code == 0

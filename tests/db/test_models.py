@@ -145,3 +145,29 @@ def test_prediction_results_view(db) -> None:
     assert rows[2][4:] == ("band_gap", 1.0, None, None, None, None)
     assert len(rows) == 3
     assert not math.isnan(rows[0][8])
+
+
+def test_latest_predictions_prefers_production_alias(db) -> None:
+    from matplat.services.registry import set_alias
+
+    with transaction(db.engine) as s:
+        make_material(s, 1)
+        make_material(s, 2, formula="KBr", elements={"K": 1, "Br": 1})
+        old = make_model_version(s, "old")
+        new = make_model_version(s, "new")
+        make_prediction(s, old.id, 1, "band_gap", 1.0)
+        make_prediction(s, old.id, 2, "band_gap", 2.0)
+        make_prediction(s, new.id, 1, "band_gap", 1.5)
+    q = text("SELECT material_id, predicted, model_tag FROM latest_predictions "
+             "WHERE property = 'band_gap' ORDER BY material_id")
+    with db.engine.connect() as conn:
+        assert conn.execute(q).all() == [(1, 1.5, "new"), (2, 2.0, "old")]
+    set_alias(db.engine, "old", "production")
+    with db.engine.connect() as conn:
+        assert conn.execute(q).all() == [(1, 1.0, "old"), (2, 2.0, "old")]
+    set_alias(db.engine, "new", "production")  # history kept, newest assignment wins
+    with db.engine.connect() as conn:
+        assert conn.execute(q).all() == [(1, 1.5, "new"), (2, 2.0, "old")]
+        hist = conn.execute(text("SELECT alias, replaced_at IS NULL FROM model_aliases "
+                                 "ORDER BY id")).all()
+    assert [(a, bool(c)) for a, c in hist] == [("production", False), ("production", True)]

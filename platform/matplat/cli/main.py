@@ -62,7 +62,7 @@ def cli(
 
 
 def _register() -> None:
-    from matplat.cli import db, graphs, ingest, models, query, sample, status
+    from matplat.cli import db, graphs, ingest, models, query, sample, status, train
 
     cli.add_command(db.db)
     cli.add_command(status.status)
@@ -71,6 +71,8 @@ def _register() -> None:
     cli.add_command(sample.sample)
     cli.add_command(graphs.graphs)
     cli.add_command(models.models)
+    cli.add_command(train.train)
+    cli.add_command(train.predict)
 
 
 _register()

@@ -176,8 +176,14 @@ def upsert(
     return len(rows)
 
 
-def write_predictions(conn: Connection, model_version_id: int, material_ids: np.ndarray,
-                      prop: str, values: np.ndarray, uncertainty: np.ndarray | None) -> int:
+def write_predictions(
+    conn: Connection,
+    model_version_id: int,
+    material_ids: np.ndarray,
+    prop: str,
+    values: np.ndarray,
+    uncertainty: np.ndarray | None,
+) -> int:
     """Insert predictions of one property, skipping rows that exist (idempotent).
 
     PostgreSQL: binary COPY (built with numpy) into a temporary staging table, then
@@ -194,7 +200,8 @@ def write_predictions(conn: Connection, model_version_id: int, material_ids: np.
         conn.exec_driver_sql(
             "CREATE TEMP TABLE IF NOT EXISTS stage_predictions (model_version_id bigint, "
             "material_id bigint, property varchar(32), value double precision, "
-            "uncertainty double precision) ON COMMIT DELETE ROWS")
+            "uncertainty double precision) ON COMMIT DELETE ROWS"
+        )
         conn.exec_driver_sql("TRUNCATE stage_predictions")
         raw = conn.connection.driver_connection
         mids = np.asarray(material_ids, dtype=np.int64)
@@ -203,8 +210,17 @@ def write_predictions(conn: Connection, model_version_id: int, material_ids: np.
             part = has if with_unc else ~has
             if not part.any():
                 continue
-            fields = [("nf", ">i2"), ("l0", ">i4"), ("mv", ">i8"), ("l1", ">i4"), ("mid", ">i8"),
-                      ("l2", ">i4"), ("prop", f"S{len(prop)}"), ("l3", ">i4"), ("value", ">f8")]
+            fields = [
+                ("nf", ">i2"),
+                ("l0", ">i4"),
+                ("mv", ">i8"),
+                ("l1", ">i4"),
+                ("mid", ">i8"),
+                ("l2", ">i4"),
+                ("prop", f"S{len(prop)}"),
+                ("l3", ">i4"),
+                ("value", ">f8"),
+            ]
             if with_unc:
                 fields += [("l4", ">i4"), ("unc", ">f8")]
             rec = np.empty(int(part.sum()), dtype=np.dtype(fields))
@@ -220,13 +236,16 @@ def write_predictions(conn: Connection, model_version_id: int, material_ids: np.
                 rec["unc"] = unc[part]  # type: ignore[index]
                 cols += ", uncertainty"
             payload = _PG_EPOCH_HEADER + rec.tobytes() + b"\xff\xff"
-            with raw.cursor() as cur, cur.copy(
-                    f"COPY stage_predictions ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+            with (
+                raw.cursor() as cur,
+                cur.copy(f"COPY stage_predictions ({cols}) FROM STDIN (FORMAT BINARY)") as cp,
+            ):
                 cp.write(payload)
         conn.exec_driver_sql(
             "INSERT INTO predictions (model_version_id, material_id, property, value, uncertainty) "
             "SELECT model_version_id, material_id, property, value, uncertainty "
-            "FROM stage_predictions ON CONFLICT DO NOTHING")
+            "FROM stage_predictions ON CONFLICT DO NOTHING"
+        )
         return n
     mids = np.asarray(material_ids, dtype=np.int64).tolist()
     vals = values.tolist()
@@ -234,12 +253,14 @@ def write_predictions(conn: Connection, model_version_id: int, material_ids: np.
     rows = list(zip([model_version_id] * n, mids, [prop] * n, vals, uncs, strict=True))
     verb = "INSERT IGNORE" if backend in ("mysql", "mariadb") else "INSERT OR IGNORE"
     mark = "%s" if backend in ("mysql", "mariadb") else "?"
-    sql = (f"{verb} INTO predictions (model_version_id, material_id, property, value, uncertainty)"
-           f" VALUES ({', '.join([mark] * 5)})")
+    sql = (
+        f"{verb} INTO predictions (model_version_id, material_id, property, value, uncertainty)"
+        f" VALUES ({', '.join([mark] * 5)})"
+    )
     cur = conn.connection.driver_connection.cursor()
     try:
         for i in range(0, n, 5000):
-            cur.executemany(sql, rows[i:i + 5000])
+            cur.executemany(sql, rows[i : i + 5000])
     finally:
         cur.close()
     return n

@@ -7,6 +7,7 @@ from matplat.db.models.materials import DftProperty, Material, MaterialElement, 
 from matplat.db.models.mlmodels import (
     DatasetSplit,
     ModelAlias,
+    ModelMetric,
     ModelVersion,
     Prediction,
     SplitMember,
@@ -23,6 +24,7 @@ __all__ = [
     "Material",
     "MaterialElement",
     "ModelAlias",
+    "ModelMetric",
     "ModelVersion",
     "Prediction",
     "Site",
@@ -46,5 +48,6 @@ PUBLIC_TABLES = (
     "model_aliases",
     "training_runs",
     "predictions",
+    "model_metrics",
     "jobs",
 )

@@ -115,9 +115,9 @@ class DftProperty(Base):
     material_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
     )
-    formation_energy: Mapped[float | None] = mapped_column(Double)
+    formation_energy: Mapped[float | None] = mapped_column(Double, index=True)
     volume_per_atom: Mapped[float | None] = mapped_column(Double)
-    band_gap: Mapped[float | None] = mapped_column(Double)
+    band_gap: Mapped[float | None] = mapped_column(Double, index=True)
     magnetization: Mapped[float | None] = mapped_column(Double)
     total_magnetization: Mapped[float | None] = mapped_column(Double)
     volume_deviation: Mapped[float | None] = mapped_column(Double)

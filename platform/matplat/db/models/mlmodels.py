@@ -131,14 +131,44 @@ class Prediction(Base):
     """A predicted property of a material by a model version (mean over an ensemble)."""
 
     __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_material_id_property", "material_id", "property"),
+        Index("ix_predictions_model_version_id_property_value", "model_version_id", "property",
+              "value"),
+    )
 
     model_version_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     material_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True, index=True
+        BigId, ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
     )
     property: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[float] = mapped_column(Double)
     uncertainty: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ModelMetric(Base):
+    """Accuracy of a model version against DFT, per property and split subset.
+
+    Refreshed after every ``platform predict`` (and after training) from the stored predictions;
+    the view ``model_leaderboard`` shows it with the model tag. ``subset`` is ``train``,
+    ``val``, ``test`` or ``all``; ``roc_auc`` is set for band gap (metal vs insulator) and
+    magnetization (magnetic vs non-magnetic).
+    """
+
+    __tablename__ = "model_metrics"
+
+    model_version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    property: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subset: Mapped[str] = mapped_column(String(8), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    mae: Mapped[float | None] = mapped_column(Double)
+    rmse: Mapped[float | None] = mapped_column(Double)
+    roc_auc: Mapped[float | None] = mapped_column(Double)
+    refreshed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,0 +1,207 @@
+"""``platform train`` and ``platform predict``: the model lifecycle from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from matplat.cli.context import AppContext, pass_app
+from matplat.cli.progress import count_bar
+from matplat.errors import InputError
+
+TARGETS = ("formation_energy", "band_gap", "magnetization", "volume_per_atom", "volume_deviation")
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"--config {path}: cannot read JSON ({e})") from e
+    if not isinstance(cfg, dict) or set(cfg) - {"model", "training", "targets", "preset", "seed"}:
+        raise InputError(
+            f"--config {path}: expected an object with keys model, training, targets, preset, seed"
+        )
+    return cfg
+
+
+@click.command()
+@click.option("--model-tag", "tag", required=True, help="Tag of the new model version (unique).")
+@click.option(
+    "--targets",
+    default=None,
+    metavar="T1,T2",
+    help=f"Comma-separated targets [default: formation_energy,band_gap,magnetization,"
+    f"volume_deviation]; any of {', '.join(TARGETS)}.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["no-edgenet", "complete", "benchmark"]),
+    default=None,
+    help="Architecture preset [default: no-edgenet].",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs [default 300, as the paper].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [default 512].")
+@click.option("--lr", type=float, help="Learning rate [default 1e-3].")
+@click.option("--patience", type=click.IntRange(min=1), help="Early stopping patience (epochs).")
+@click.option("--seed", type=int, default=None, help="Seed [default 12345].")
+@click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train K members with seeds seed..seed+K-1 (mean and uncertainty).",
+)
+@click.option("--recipe", default="cgc", show_default=True, help="Graph recipe to train on.")
+@click.option("--split", "split_name", help="Reuse (or create) the named data split.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="JSON file with 'model' and 'training' overrides.",
+)
+@pass_app
+def train(
+    app: AppContext,
+    tag: str,
+    targets: str | None,
+    preset: str | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    patience: int | None,
+    seed: int | None,
+    ensemble: int,
+    recipe: str,
+    split_name: str | None,
+    config_path: str | None,
+) -> None:
+    """Train a CGNN on the stored graphs and register it as model version TAG."""
+    from workers.training import DEFAULT_TARGETS, TrainRequest, train_and_register
+
+    cfg = _load_config(config_path)
+    target_list = (
+        [t.strip() for t in targets.split(",") if t.strip()]
+        if targets
+        else cfg.get("targets") or list(DEFAULT_TARGETS)
+    )
+    training = dict(cfg.get("training", {}))
+    for key, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("lr", lr),
+        ("patience", patience),
+    ):
+        if value is not None:
+            training[key] = value
+    req = TrainRequest(
+        tag=tag,
+        targets=target_list,
+        preset=preset or cfg.get("preset") or "no-edgenet",
+        recipe=recipe,
+        split=split_name,
+        seed=seed if seed is not None else int(cfg.get("seed", 12345)),
+        ensemble=ensemble,
+        model_overrides=dict(cfg.get("model", {})),
+        train_overrides=training,
+        device=app.settings.device,
+    )
+    engine = app.engine()
+    with count_bar(None, f"train {tag}", unit="epoch") as bar:
+
+        def progress(ep: dict[str, Any]) -> None:
+            total = ep["epochs"] * ep["members"]
+            bar.total = total
+            bar.update(ep["member"] * ep["epochs"] + ep["epoch"] - bar.n)
+            val = ep.get("val_mae") or {}
+            shown = " ".join(f"{k}={v:.4g}" for k, v in val.items() if v is not None)
+            bar.set_postfix_str(
+                f"m{ep['member']} loss={ep.get('train_loss', float('nan')):.4g} "
+                f"val_mae[{shown}] {ep.get('graphs_per_s', 0):.0f} graphs/s"
+            )
+
+        result = train_and_register(engine, req, progress)
+    click.echo(
+        f"registered model version {tag} ({result['n_parameters']:,} parameters, "
+        f"{req.ensemble} member(s))"
+    )
+    test = result["metrics"].get("test") or {}
+    for target, m in test.items():
+        extra = " ".join(
+            f"{k}={v:.4g}"
+            for k, v in m.items()
+            if k not in ("mae", "rmse", "n") and isinstance(v, float)
+        )
+        click.echo(f"  test {target}: MAE {m['mae']:.4g}  RMSE {m['rmse']:.4g}  {extra}".rstrip())
+    if result.get("skipped"):
+        click.echo(
+            f"  skipped {result['skipped']} graphs with species outside the 89-species table",
+            err=True,
+        )
+
+
+@click.command()
+@click.option("--model-tag", "tag", help="Model version to predict with.")
+@click.option("--alias", help="Use the model version an alias (e.g. production) points at.")
+@click.option("--where", help='SQL condition on materials m, e.g. "m.natoms <= 20".')
+@click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=20000,
+    show_default=True,
+    help="Materials per committed chunk.",
+)
+@pass_app
+def predict(
+    app: AppContext,
+    tag: str | None,
+    alias: str | None,
+    where: str | None,
+    batch_size: int,
+    chunk_size: int,
+) -> None:
+    """Predict every selected material's properties and write them into `predictions`."""
+    from workers.predict import predict_and_store
+
+    if (tag is None) == (alias is None):
+        raise click.UsageError("give exactly one of --model-tag or --alias")
+    engine = app.engine()
+    with count_bar(None, "predict", unit="material") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        s = predict_and_store(
+            engine,
+            tag=tag,
+            alias=alias,
+            where=where,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            device=app.settings.device,
+            progress=progress,
+        )
+    if s.predicted == 0 and s.already == s.selected:
+        click.echo(
+            f"model {s.tag}: all {s.selected} selected materials already have predictions;"
+            " nothing to do"
+        )
+        return
+    click.echo(
+        f"model {s.tag}: wrote {s.rows_written} predictions for {s.predicted} materials "
+        f"({', '.join(s.targets)}) in {s.seconds:.1f} s ({s.per_second:.0f} rows/s); "
+        f"{s.already} already had predictions"
+    )
+    if s.graphs_built or s.graphs_failed:
+        click.echo(f"  built {s.graphs_built} missing graphs ({s.graphs_failed} failed)")
+    missing = s.selected - s.already - s.predicted
+    if missing:
+        click.echo(
+            f"  {missing} materials have no usable graph (see `platform graphs stats`)", err=True
+        )
