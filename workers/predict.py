@@ -147,4 +147,7 @@ def predict_and_store(
         if progress:
             progress(done, len(todo))
     summary.seconds = time.perf_counter() - t0
+    from workers.leaderboard import refresh_metrics
+
+    refresh_metrics(engine, mv_id)
     return summary
