@@ -41,11 +41,6 @@ class GraphData:
     snapshot_hash: str
     skipped: int = 0
 
-    def _select_targets(self, all_targets: list[str], targets: list[str]) -> GraphData:
-        idx = [all_targets.index(t) for t in targets]
-        self.graphs = self.graphs.with_targets(np.asarray(self.graphs.targets)[:, idx])
-        return self
-
 
 def check_targets(targets: list[str]) -> list[str]:
     from matplat.errors import InputError
@@ -70,12 +65,14 @@ def _fingerprint(engine: Engine, recipe_id: int, where: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def load_graph_data(engine: Engine, recipe_id: int, targets: list[str], *,
-                    where: str = "", use_cache: bool = True) -> GraphData:
+def load_graph_data(engine: Engine, recipe_id: int, *, where: str = "",
+                    use_cache: bool = True) -> GraphData:
     """Every ok graph of the recipe (joined to its material and DFT values), ordered by material.
 
-    ``where`` is an extra SQL condition on ``m`` (materials) / ``d`` (dft_properties). Targets
-    missing in the database are NaN. Atoms outside the 89-species table are skipped (counted).
+    The graph set holds one target column per entry of :data:`TARGET_COLUMNS` (NaN where the
+    database has no value); training picks its targets by name. ``where`` is an extra SQL
+    condition on ``m`` (materials) / ``d`` (dft_properties). Graphs with species outside the
+    89-species table are skipped (counted in ``skipped``).
     """
     from ml.data import GraphSet
     from ml.graphs import species_index
@@ -85,11 +82,8 @@ def load_graph_data(engine: Engine, recipe_id: int, targets: list[str], *,
     if use_cache and (cache / "meta.json").is_file():
         meta = json.loads((cache / "meta.json").read_text())
         gs = GraphSet.load(cache / "graphs", mmap=True)
-        all_targets = meta["targets"]
-        if all(t in all_targets for t in targets):
-            return GraphData(gs, np.load(cache / "material_ids.npy"), meta["formulas"],
-                             meta["snapshot_hash"], meta["skipped"])._select_targets(
-                                 all_targets, targets)
+        return GraphData(gs, np.load(cache / "material_ids.npy"), meta["formulas"],
+                         meta["snapshot_hash"], meta["skipped"])
     cols = ", ".join(f"d.{c}" for c in TARGET_COLUMNS.values())
     sql = text(
         f"SELECT m.id, m.formula, g.atomic_numbers, g.edge_src, g.edge_dst, {cols} "
@@ -132,7 +126,7 @@ def load_graph_data(engine: Engine, recipe_id: int, targets: list[str], *,
     tarr = np.asarray(values, dtype=np.float32).reshape(len(ids), len(all_targets))
     mids = np.asarray(ids, dtype=np.int64)
     h.update(mids.tobytes())
-    gs = GraphSet.from_lists(mids, species, src, dst, tarr)
+    gs = GraphSet.from_lists(mids, species, src, dst, tarr, target_names=all_targets)
     snapshot = h.hexdigest()
     if use_cache and len(ids):
         tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
@@ -148,4 +142,4 @@ def load_graph_data(engine: Engine, recipe_id: int, targets: list[str], *,
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-    return GraphData(gs, mids, formulas, snapshot, skipped)._select_targets(all_targets, targets)
+    return GraphData(gs, mids, formulas, snapshot, skipped)

@@ -30,7 +30,7 @@ def _test_predictions(engine: Engine, tag: str, device: str) -> dict[str, tuple[
     mv_id, _tag, blob, meta = registry.artifact_bytes(engine, tag)
     if meta["split_id"] is None or meta["recipe_id"] is None:
         return out
-    data = load_graph_data(engine, meta["recipe_id"], list(meta["targets"]), use_cache=True)
+    data = load_graph_data(engine, meta["recipe_id"])
     with engine.connect() as conn:
         test_ids = {int(r[0]) for r in conn.execute(text(
             "SELECT material_id FROM split_members WHERE split_id = :s AND subset = 'test'"),
@@ -40,10 +40,12 @@ def _test_predictions(engine: Engine, tag: str, device: str) -> dict[str, tuple[
         return out
     subset = data.graphs.subset(idx)
     mean, _ = ensemble_predict(_load_models(blob), subset, device=device)
+    names = list(subset.target_names)
     truth = np.asarray(subset.targets, dtype=float)
     for k, t in enumerate(meta["targets"]):
-        ok = ~np.isnan(truth[:, k])
-        out[t] = (truth[ok, k], mean[ok, k])
+        col = truth[:, names.index(t)]
+        ok = ~np.isnan(col)
+        out[t] = (col[ok], mean[ok, k])
     return out
 
 

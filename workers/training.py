@@ -97,16 +97,21 @@ def _split_assignment(engine: Engine, data: GraphData, split_name: str | None, s
 def train_and_register(engine: Engine, req: TrainRequest,
                        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train ``req`` and register it under ``req.tag``; returns the registered summary."""
-    from ml.metrics import regression_metrics
-    from ml.model import CGNN, preset_config
+    from ml.model import preset_config
     from ml.serialize import model_from_bytes, model_to_bytes
-    from ml.train import TrainConfig, TrainingDiverged, ensemble_predict, train_model
+    from ml.train import (
+        TrainConfig,
+        TrainingDiverged,
+        ensemble_predict,
+        resolve_device,
+        train_model,
+    )
 
     check_targets(req.targets)
     with session_factory(engine)() as s:
         registry.ensure_tag_free(s, req.tag)
     recipe_id = ensure_recipe(engine, req.recipe)
-    data = load_graph_data(engine, recipe_id, req.targets)
+    data = load_graph_data(engine, recipe_id)
     n = len(data.material_ids)
     if n < 3:
         raise InputError(f"only {n} materials have graphs of recipe {req.recipe!r} and DFT "
@@ -142,25 +147,25 @@ def train_and_register(engine: Engine, req: TrainRequest,
                                   seconds=time.perf_counter() - t0))
             raise TrainingFailed(f"training of {req.tag!r} (member {member}) stopped: {e}; "
                                  "nothing was registered") from e
-        model = CGNN(model_cfg)
-        model.load_state_dict(result.state_dict)
+        model = result.model()
         blob = model_to_bytes(model, model_cfg, {"seed": seed, "targets": req.targets})
         models.append(model_from_bytes(blob)[0])
         members.append(blob)
         runs.append({"member": member, "seed": seed, "history": result.history,
                      "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0,
-                     "device": str(getattr(result, "device", req.device))})
+                     "device": str(resolve_device(req.device))})
     metrics: dict[str, Any] = {"test": {}, "val": {}, "n": {k: int(len(v)) for k, v in idx.items()}}
     for subset_name, subset in (("test", test_set), ("val", val_set)):
         if len(subset) == 0:
             continue
         mean, _std = ensemble_predict(models, subset, device=req.device)
-        truth = np.asarray(subset.targets, dtype=np.float64)
+        cols = [list(subset.target_names).index(t) for t in req.targets]
+        truth = np.asarray(subset.targets, dtype=np.float64)[:, cols]
         metrics[subset_name] = regression_metrics(req.targets, truth, mean)
     artifact = pack_ensemble(members)
     n_params = sum(p.numel() for p in models[0].parameters())
     hyper = {"model": model_cfg.to_dict(), "training": TrainConfig(**{
-        "seed": req.seed, "device": req.device, **req.train_overrides}).__dict__}
+        "seed": req.seed, "device": req.device, **req.train_overrides}).to_dict()}
     hyper = _json_safe(hyper)
     with transaction(engine) as s:
         registry.ensure_tag_free(s, req.tag)
@@ -179,6 +184,27 @@ def train_and_register(engine: Engine, req: TrainRequest,
                               seconds=r["seconds"]))
     return {"tag": req.tag, "metrics": metrics, "n_parameters": n_params,
             "snapshot": data.snapshot_hash, "split_id": split_id, "skipped": data.skipped}
+
+
+def regression_metrics(targets: list[str], truth: np.ndarray, pred: np.ndarray
+                       ) -> dict[str, dict[str, float | int | None]]:
+    """Per target: n, MAE, RMSE over known DFT values; ROC-AUC for the two classifications
+    (band gap: metal vs insulator; magnetization: magnetic vs not; label = DFT value > 0)."""
+    from ml.metrics import mae, rmse, roc_auc
+
+    out: dict[str, dict[str, float | int | None]] = {}
+    for k, t in enumerate(targets):
+        known = np.isfinite(truth[:, k])
+        y, p = truth[known, k], pred[known, k]
+        m: dict[str, float | int | None] = {"n": int(known.sum())}
+        if known.any():
+            m["mae"] = mae(y, p)
+            m["rmse"] = rmse(y, p)
+            if t in ("band_gap", "magnetization"):
+                labels = y > 0.0
+                m["roc_auc"] = roc_auc(labels, p) if 0 < labels.sum() < len(labels) else None
+        out[t] = m
+    return out
 
 
 def _json_safe(obj: Any) -> Any:

@@ -7,31 +7,74 @@ Per structure (reference: Tony-Y/cgnn ``tools/mp_graph.py``; exact arithmetic in
     neighbours of j: the nearest cluster of x = d / cutoff_ij by repeated exact 1-D 2-means
     edges: j -> i for every neighbour image i of j.
 
-Cells are prepared one by one (checks, primitive cell, cutoffs), then searched and clustered in
-batches: the per-atom work is row-independent, so a batch gives exactly the per-cell result.
+Cells are prepared one by one (checks, primitive cell, radii, cutoff factor), then searched
+and clustered in batches: all per-pair and per-atom work is independent between cells, so a
+batch gives exactly the result of each cell alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ml.graphs.cluster import select_neighbors
-from ml.graphs.elements import RADII, RADII_CUBED, atomic_radii, check_atomic_numbers
-from ml.graphs.elements import _SPECIES_LOOKUP as SPECIES_LOOKUP
+from ml.graphs.elements import (
+    _SPECIES_LOOKUP,
+    RADII,
+    RADII_CUBED,
+    atomic_radii,
+    check_atomic_numbers,
+)
 from ml.graphs.errors import GraphBuildError
-from ml.graphs.graph import CrystalGraph
+from ml.graphs.graph import CrystalGraph, trusted_graph
 from ml.graphs.lattice import cell_volume
-from ml.graphs.neighbors import Candidates, SearchCell, prepare_cell, search_cells
+from ml.graphs.neighbors import Candidates, SearchCell, search_cells
 from ml.graphs.primitive import primitive_cell
 from ml.graphs.recipes import GraphRecipe, get_recipe
 
 _FOUR_PI_OVER_3 = 4 * math.pi / 3
 CHUNK = 256  # cells per batch: large enough to amortise numpy calls, small enough for cache
+
+
+class _Settings(NamedTuple):
+    """A recipe's parameters, typed, read once per call rather than once per structure."""
+
+    images: str
+    radius_factor: float
+    min_distance: float
+    cc_cutoff: float
+    max_iter: int
+    primitive_tolerance: float
+
+    @classmethod
+    def of(cls, recipe: str | GraphRecipe) -> _Settings:
+        p = get_recipe(recipe).params
+        return cls(
+            str(p["images"]),
+            float(p["radius_factor"]),
+            float(p["min_distance"]),
+            float(p["cc_cutoff"]),
+            int(p["max_iter"]),
+            float(p["primitive_tolerance"]),
+        )
+
+
+class PreparedCell(NamedTuple):
+    """A checked (primitive) cell with its radii and cutoff factor, ready for the search.
+
+    Attributes:
+        z: (m,) atomic numbers.
+        search: lattice, fractional coordinates, radii, cutoff factor and volume.
+        reduced: whether the primitive-cell step shrank the input cell.
+    """
+
+    z: NDArray[np.int64]
+    search: SearchCell
+    reduced: bool
 
 
 def build_crystal_graph(
@@ -56,9 +99,12 @@ def build_crystal_graph(
         GraphBuildError: invalid input, an element without a radius (At, Fr, Z >= 96), a failed
             primitive reduction, or an image search that would not fit in memory.
     """
-    rec = get_recipe(recipe)
-    cell = prepare(lattice, frac_coords, atomic_numbers, rec)
-    return _graphs_of([cell], rec)[0]
+    settings = _Settings.of(recipe)
+    cell = _prepare(lattice, frac_coords, atomic_numbers, settings, primitive=True)
+    graph = _graphs_of([cell], settings)[0]
+    if isinstance(graph, GraphBuildError):
+        raise graph
+    return graph
 
 
 def build_crystal_graphs(
@@ -71,7 +117,7 @@ def build_crystal_graphs(
     wrapped into one, with the original as ``__cause__``), so one bad structure never stops
     the batch. Results are identical to calling :func:`build_crystal_graph` on each.
     """
-    rec = get_recipe(recipe)
+    settings = _Settings.of(recipe)
     out: list[CrystalGraph | GraphBuildError] = []
     pending: list[tuple[int, PreparedCell]] = []
     for item in structures:
@@ -79,30 +125,15 @@ def build_crystal_graphs(
         out.append(GraphBuildError("not built"))
         try:
             lattice, frac, z = item
-            pending.append((index, prepare(lattice, frac, z, rec)))
+            pending.append((index, _prepare(lattice, frac, z, settings, primitive=True)))
         except GraphBuildError as exc:
             out[index] = exc
         except Exception as exc:  # a malformed tuple, a numpy error
             out[index] = _wrap(index, exc)
         if len(pending) >= CHUNK:
-            _flush(pending, out, rec)
-    _flush(pending, out, rec)
+            _flush(pending, out, settings)
+    _flush(pending, out, settings)
     return out
-
-
-@dataclass(frozen=True)
-class PreparedCell:
-    """A checked primitive cell with its cutoffs, ready for the batched search.
-
-    Attributes:
-        z: (m,) atomic numbers.
-        search: lattice, reduced coordinates, (m, m) cutoffs and the image-bounding basis.
-        reduced: whether the primitive-cell step shrank the input cell.
-    """
-
-    z: NDArray[np.int64]
-    search: SearchCell
-    reduced: bool
 
 
 def prepare(
@@ -113,58 +144,69 @@ def prepare(
     *,
     primitive: bool = True,
 ) -> PreparedCell:
-    """Check the input, take the primitive cell (unless ``primitive=False``), compute cutoffs."""
-    params = get_recipe(recipe).params
-    lat, frac, z = _check_input(lattice, frac_coords, atomic_numbers)
-    reduced = False
-    if primitive:
-        lat, frac, z, reduced = primitive_cell(lat, frac, z, float(params["primitive_tolerance"]))
-    radii = RADII[z]
-    if np.isnan(radii).any():
-        atomic_radii(z)  # raises, naming the element
-    volume = cell_volume(lat)
-    vol_atom = _FOUR_PI_OVER_3 * RADII_CUBED[z].sum()
-    factor = ((volume / vol_atom) ** (1.0 / 3.0)) * float(params["radius_factor"])
-    cutoff = (radii[:, None] + radii[None, :]) * factor
-    # The reference's reduced coordinates: Cartesian (pymatgen frac @ lattice), then
-    # cart @ inv(lattice^T)^T; kept for bit-identical distances.
-    red = np.matmul(np.dot(frac, lat), np.linalg.inv(lat.T).T)
-    search = prepare_cell(lat, red, cutoff, volume=volume, images=str(params["images"]))
-    return PreparedCell(z=z, search=search, reduced=reduced)
+    """Check the input, take the primitive cell (unless ``primitive=False``), radii and factor."""
+    return _prepare(lattice, frac_coords, atomic_numbers, _Settings.of(recipe), primitive=primitive)
+
+
+def graphs_of_cells(
+    cells: Sequence[PreparedCell], recipe: str | GraphRecipe = "cgc"
+) -> list[CrystalGraph | GraphBuildError]:
+    """Graphs of prepared cells, searched and clustered as one batch."""
+    return _graphs_of(cells, _Settings.of(recipe))
+
+
+def cell_candidates(cell: PreparedCell, recipe: str | GraphRecipe = "cgc") -> Candidates:
+    """All candidate images of one prepared cell (before clustering)."""
+    settings = _Settings.of(recipe)
+    cand, errors = search_cells(
+        [cell.search], images=settings.images, min_distance=settings.min_distance
+    )
+    if errors:
+        raise errors[0]
+    return cand
 
 
 def cutoff_scale_factor(
     lattice: ArrayLike, atomic_numbers: ArrayLike, radius_factor: float = 1.2
 ) -> float:
-    """(V / ((4 pi / 3) * sum r^3))^(1/3) * radius_factor, in the reference's exact arithmetic."""
-    lat = np.asarray(lattice, dtype=np.float64)
+    """(V / ((4 pi / 3) * sum r^3))^(1/3) * radius_factor, in the reference's exact arithmetic.
+
+    V is pymatgen's ``Lattice.volume`` arithmetic and sum r^3 sums Python-float cubes with
+    numpy's pairwise sum, as the reference does, so the factor matches it bit for bit.
+    """
     z = check_atomic_numbers(atomic_numbers)
     atomic_radii(z)
     vol_atom = _FOUR_PI_OVER_3 * RADII_CUBED[z].sum()
-    return float(((cell_volume(lat) / vol_atom) ** (1.0 / 3.0)) * radius_factor)
+    return float(((cell_volume(np.asarray(lattice, np.float64)) / vol_atom) ** (1.0 / 3.0)) * radius_factor)
 
 
-def cell_candidates(cell: PreparedCell, recipe: str | GraphRecipe = "cgc") -> Candidates:
-    """All candidate images of one prepared cell (before clustering)."""
-    params = get_recipe(recipe).params
-    return search_cells(
-        [cell.search], images=str(params["images"]), min_distance=float(params["min_distance"])
-    )
+def _prepare(
+    lattice: ArrayLike,
+    frac_coords: ArrayLike,
+    atomic_numbers: ArrayLike,
+    settings: _Settings,
+    *,
+    primitive: bool,
+) -> PreparedCell:
+    lat, frac, z, volume = _check_input(lattice, frac_coords, atomic_numbers)
+    reduced = False
+    if primitive:
+        lat, frac, z, reduced = primitive_cell(lat, frac, z, settings.primitive_tolerance)
+        if reduced:
+            volume = cell_volume(lat)
+    radii = RADII[z]
+    if np.isnan(radii).any():
+        atomic_radii(z)  # raises, naming the element
+    vol_atom = _FOUR_PI_OVER_3 * RADII_CUBED[z].sum()
+    factor = ((volume / vol_atom) ** (1.0 / 3.0)) * settings.radius_factor
+    return PreparedCell(z, SearchCell(lat, frac, radii, float(factor), volume), reduced)
 
 
-def graphs_of_cells(
-    cells: Sequence[PreparedCell], recipe: str | GraphRecipe = "cgc"
-) -> list[CrystalGraph]:
-    """Graphs of prepared cells, searched and clustered as one batch."""
-    return _graphs_of(cells, get_recipe(recipe))
-
-
-def _graphs_of(cells: Sequence[PreparedCell], rec: GraphRecipe) -> list[CrystalGraph]:
-    params = rec.params
-    cand = search_cells(
-        [c.search for c in cells],
-        images=str(params["images"]),
-        min_distance=float(params["min_distance"]),
+def _graphs_of(
+    cells: Sequence[PreparedCell], settings: _Settings
+) -> list[CrystalGraph | GraphBuildError]:
+    cand, errors = search_cells(
+        [c.search for c in cells], images=settings.images, min_distance=settings.min_distance
     )
     sizes = np.array([len(c.z) for c in cells], dtype=np.int64)
     atom_start = np.cumsum(sizes) - sizes
@@ -172,62 +214,55 @@ def _graphs_of(cells: Sequence[PreparedCell], rec: GraphRecipe) -> list[CrystalG
         cand.j + atom_start[cand.cell],
         cand.ratio,
         int(sizes.sum()),
-        cc_cutoff=float(params["cc_cutoff"]),
-        max_iter=int(params["max_iter"]),
+        cc_cutoff=settings.cc_cutoff,
+        max_iter=settings.max_iter,
     )
     cell_of = cand.cell[keep]
     image = cand.image[keep]
-    if image.size and np.abs(image).max() > 127:
-        bad = int(cell_of[np.abs(image).max(axis=1) > 127][0])
-        raise _ImageOverflow(bad)
+    overflow = np.abs(image).max(axis=1) > 127 if len(image) else np.zeros(0, bool)
+    for k in np.unique(cell_of[overflow]).tolist():
+        errors[k] = GraphBuildError("an edge image offset exceeds int8: the cell is too skewed")
     src = cand.j[keep].astype(np.int32)
     dst = cand.i[keep].astype(np.int32)
     image8 = image.astype(np.int8)
     dist = cand.dist[keep].astype(np.float32)
     bounds = np.searchsorted(cell_of, np.arange(len(cells) + 1)).tolist()
-    graphs = []
+    graphs: list[CrystalGraph | GraphBuildError] = []
     for k, c in enumerate(cells):
+        if k in errors:
+            graphs.append(errors[k])
+            continue
         a, b = bounds[k], bounds[k + 1]
         graphs.append(
-            CrystalGraph(
-                atomic_numbers=c.z.astype(np.int16),
-                species=SPECIES_LOOKUP[c.z],
-                edge_src=src[a:b].copy(),
-                edge_dst=dst[a:b].copy(),
-                edge_image=image8[a:b].copy(),
-                edge_dist=dist[a:b].copy(),
+            trusted_graph(
+                c.z.astype(np.int16),
+                _SPECIES_LOOKUP[c.z],
+                src[a:b].copy(),
+                dst[a:b].copy(),
+                image8[a:b].copy(),
+                dist[a:b].copy(),
             )
         )
     return graphs
 
 
-class _ImageOverflow(GraphBuildError):
-    def __init__(self, cell: int) -> None:
-        super().__init__("an edge image offset exceeds the int8 range: the cell is too skewed")
-        self.cell = cell
-
-
 def _flush(
     pending: list[tuple[int, PreparedCell]],
     out: list[CrystalGraph | GraphBuildError],
-    rec: GraphRecipe,
+    settings: _Settings,
 ) -> None:
     """Build the pending cells as one batch; isolate a failure by building them one by one."""
     if not pending:
         return
     try:
-        graphs: list[CrystalGraph | GraphBuildError] = list(
-            _graphs_of([c for _, c in pending], rec)
-        )
-    except Exception:
+        graphs = _graphs_of([c for _, c in pending], settings)
+    except Exception:  # should not happen; never let one cell take the batch down
         graphs = []
         for index, cell in pending:
             try:
-                graphs.append(_graphs_of([cell], rec)[0])
-            except GraphBuildError as exc:
-                graphs.append(exc)
+                graphs.append(_graphs_of([cell], settings)[0])
             except Exception as exc:
-                graphs.append(_wrap(index, exc))
+                graphs.append(exc if isinstance(exc, GraphBuildError) else _wrap(index, exc))
     for (index, _), graph in zip(pending, graphs, strict=True):
         out[index] = graph
     pending.clear()
@@ -241,7 +276,8 @@ def _wrap(index: int, exc: Exception) -> GraphBuildError:
 
 def _check_input(
     lattice: ArrayLike, frac_coords: ArrayLike, atomic_numbers: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], float]:
+    """(lattice, frac, z, volume) checked; GraphBuildError naming the first problem."""
     z = check_atomic_numbers(atomic_numbers)
     try:
         lat = np.asarray(lattice, dtype=np.float64)
@@ -256,9 +292,10 @@ def _check_input(
         raise GraphBuildError(f"{len(frac)} coordinates but {len(z)} atomic numbers")
     if len(z) == 0:
         raise GraphBuildError("a structure needs at least one atom")
-    if not (np.isfinite(lat).all() and np.isfinite(frac).all()):
+    if not (math.isfinite(lat.sum()) and math.isfinite(frac.sum())):  # NaN or inf poisons a sum
         raise GraphBuildError("lattice and frac_coords must be finite")
     volume = cell_volume(lat)
-    if not volume > 1e-6 * float(np.prod(np.sqrt((lat * lat).sum(axis=1)))):
+    a, b, c = (lat * lat).sum(axis=1).tolist()
+    if not volume > 1e-6 * math.sqrt(a * b * c):
         raise GraphBuildError(f"degenerate lattice (volume {volume:.3g} Å^3)")
-    return lat, frac, z
+    return lat, frac, z, volume

@@ -39,28 +39,37 @@ def select_neighbors(
         max_iter: most splits per atom.
     """
     nedges = len(j)
-    mask = np.zeros(nedges, dtype=bool)
     if nedges == 0:
-        return mask
-    order = np.lexsort((ratio, j))
-    j_sorted = j[order]
+        return np.zeros(0, dtype=bool)
+    order = None
+    if np.any(j[1:] < j[:-1]):  # group the candidates by atom (they usually come grouped)
+        order = np.argsort(j, kind="stable")
+        j, ratio = j[order], ratio[order]
     counts = np.bincount(j, minlength=natoms)
     starts = np.cumsum(counts) - counts
-    slot = np.arange(nedges) - starts[j_sorted]
-    # Rows are padded to a common width; bucket atoms by count so one crowded atom does not
-    # widen every row.
+    slot = np.arange(nedges) - starts[j]
+    # Rows are padded with +inf to a common width and sorted; atoms are bucketed by count so
+    # one crowded atom does not widen every row.
     bucket = np.ceil(np.log2(np.maximum(counts, 2))).astype(np.int64)
-    row_bucket = bucket[j_sorted]
-    kept = np.zeros(natoms, dtype=np.int64)
-    for b in np.unique(bucket[counts > 0]).tolist():
-        atoms = np.nonzero((bucket == b) & (counts > 0))[0]
-        row_of_atom = np.full(natoms, -1, dtype=np.int64)
+    bucket[counts == 0] = -1
+    row_bucket = bucket[j]
+    threshold = np.empty(natoms)
+    for b in np.unique(bucket[bucket >= 0]).tolist():
+        atoms = np.flatnonzero(bucket == b)
+        row_of_atom = np.zeros(natoms, dtype=np.int64)
         row_of_atom[atoms] = np.arange(len(atoms))
         sel = row_bucket == b
         x = np.full((len(atoms), int(counts[atoms].max())), np.inf)
-        x[row_of_atom[j_sorted[sel]], slot[sel]] = ratio[order[sel]]
-        kept[atoms] = split_sizes(x, counts[atoms], cc_cutoff=cc_cutoff, max_iter=max_iter)
-    mask[order] = slot < kept[j_sorted]
+        x[row_of_atom[j[sel]], slot[sel]] = ratio[sel]
+        x.sort(axis=1)
+        kept = split_sizes(x, counts[atoms], cc_cutoff=cc_cutoff, max_iter=max_iter)
+        threshold[atoms] = x[np.arange(len(atoms)), kept - 1]
+    # Ties are never split, so the kept prefix is exactly the ratios up to its largest.
+    keep = ratio <= threshold[j]
+    if order is None:
+        return keep
+    mask = np.empty(nedges, dtype=bool)
+    mask[order] = keep
     return mask
 
 
@@ -75,29 +84,26 @@ def split_sizes(
     """
     prefix = np.cumsum(x, axis=1)  # prefix[:, p - 1] = S_p; inf padding never enters S_p, p <= k
     kept = counts.astype(np.int64)
-    rows = np.nonzero(kept > 1)[0]
-    if rows.size == 0:
-        return kept
-    width = x.shape[1]
-    p = np.arange(1, width)  # left sizes 1..K-1
+    rows = np.flatnonzero(kept > 1)
     distinct = x[:, :-1] < x[:, 1:]  # a split between p-1 and p separates different values
     for _ in range(max_iter):
-        k = kept[rows]
-        left = prefix[rows, :-1]
-        total = prefix[rows, k - 1]
-        valid = distinct[rows] & (p[None, :] < k[:, None])
-        with np.errstate(divide="ignore", invalid="ignore"):  # padding; masked just below
-            right = total[:, None] - left
-            score = left * left / p + right * right / (k[:, None] - p)
-        score = np.where(valid, score, -np.inf)
-        best = np.argmax(score, axis=1)
-        has_split = valid[np.arange(len(rows)), best]
-        size = best + 1
-        c1 = left[np.arange(len(rows)), best] / size
-        c2 = right[np.arange(len(rows)), best] / (k - size)
-        split = has_split & (np.abs(c1 - c2) > cc_cutoff)
-        kept[rows[split]] = size[split]
-        rows = rows[split & (size > 1)]
         if rows.size == 0:
             break
+        k = kept[rows]
+        width = int(k.max()) - 1  # left sizes p = 1..width
+        p = np.arange(1, width + 1)
+        left = prefix[rows, :width]
+        valid = distinct[rows, :width] & (p < k[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):  # padding; masked just below
+            right = prefix[rows, k - 1][:, None] - left
+            score = left * left / p + right * right / (k[:, None] - p)
+        score[~valid] = -np.inf
+        best = np.argmax(score, axis=1)
+        at = np.arange(len(rows))
+        size = best + 1
+        c1 = left[at, best] / size
+        c2 = right[at, best] / (k - size)
+        split = valid[at, best] & (np.abs(c1 - c2) > cc_cutoff)
+        kept[rows[split]] = size[split]
+        rows = rows[split & (size > 1)]
     return kept

@@ -72,9 +72,10 @@ def check_atomic_numbers(atomic_numbers: ArrayLike) -> NDArray[np.int64]:
     z = np.asarray(atomic_numbers)
     if z.ndim != 1:
         raise GraphBuildError(f"atomic_numbers must be 1-D, got shape {z.shape}")
-    if z.dtype.kind not in "iu":
-        if z.dtype.kind != "f" or not np.all(np.isfinite(z)) or np.any(z != np.round(z)):
-            raise GraphBuildError(f"atomic_numbers must be integers, got dtype {z.dtype}")
+    if z.dtype.kind not in "iu" and (
+        z.dtype.kind != "f" or not np.all(np.isfinite(z)) or np.any(z != np.round(z))
+    ):
+        raise GraphBuildError(f"atomic_numbers must be integers, got dtype {z.dtype}")
     z = z.astype(np.int64, copy=False)
     if z.size and (z.min() < 1 or z.max() > MAX_Z):
         bad = int(z[(z < 1) | (z > MAX_Z)][0])

@@ -84,6 +84,32 @@ class CrystalGraph:
         return f"CrystalGraph(natoms={self.natoms}, nedges={self.nedges})"
 
 
+def trusted_graph(
+    atomic_numbers: NDArray[np.int16],
+    species: NDArray[np.int16],
+    edge_src: NDArray[np.int32],
+    edge_dst: NDArray[np.int32],
+    edge_image: NDArray[np.int8],
+    edge_dist: NDArray[np.float32],
+) -> CrystalGraph:
+    """A CrystalGraph from fresh arrays of the right dtypes and shapes, without the checks.
+
+    For the builder only: the arrays must be owned by the new graph (they are made read-only).
+    """
+    graph = object.__new__(CrystalGraph)
+    for name, arr in (
+        ("atomic_numbers", atomic_numbers),
+        ("species", species),
+        ("edge_src", edge_src),
+        ("edge_dst", edge_dst),
+        ("edge_image", edge_image),
+        ("edge_dist", edge_dist),
+    ):
+        arr.setflags(write=False)
+        object.__setattr__(graph, name, arr)
+    return graph
+
+
 def neighbor_lists(graph: CrystalGraph) -> list[list[int]]:
     """The reference's format: entry j lists the neighbours i of atom j, ascending, one per image."""
     bounds = np.searchsorted(graph.edge_src, np.arange(graph.natoms + 1))

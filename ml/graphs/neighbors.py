@@ -1,23 +1,28 @@
 """Candidate neighbours: every periodic image within the pair cutoff, in the reference's order.
 
-For atoms i, j with reduced coordinates t (n, 3) and image offset n (3,), the reference computes
-``d = |((t_i - t_j) + n) @ lattice|`` and keeps 1e-8 < d < cutoff_ij. This module repeats that
-arithmetic bit for bit (one BLAS matmul per cell, as the reference's), either on the reference's
-27 offsets (-1..1)^3 or on every offset the cutoff can reach.
+For atoms j (centre) and i with reduced coordinates t (n, 3) and image offset n (3,), the
+reference computes ``d = |((t_i - t_j) + n) @ lattice|`` and keeps 1e-8 < d < cutoff_ij, with
+``t = (frac @ lattice) @ inv(lattice^T)^T``. This module repeats that arithmetic bit for bit (one
+BLAS matmul per cell, like the reference's), on the reference's 27 offsets (-1..1)^3 or on every
+offset the cutoff can reach.
 
 Exact search: with b_k the k-th column of inv(lattice) (reciprocal vector without 2 pi), the
-fractional component of the pair vector obeys |(t_i - t_j + n)_k| <= d |b_k| < cutoff_ij |b_k|,
-an interval of integers n_k per pair and axis. Skewed cells (whose box is more than twice that of
-a cube of equal volume) are LLL-reduced first so the intervals stay short; the offsets found are
-mapped back to the original basis and all distances are computed there, so reduction never
-changes a result. The search runs over many cells at once (ragged per-pair boxes, concatenated).
+fractional component of the pair vector obeys |(t_i - t_j + n)_k| <= d |b_k| < cutoff_ij |b_k|:
+an interval of integers n_k per pair and axis. Skewed cells (whose box is more than twice that
+of a cube of equal volume) are LLL-reduced first so the intervals stay short; the offsets found
+are mapped back to the original basis and every distance is computed there, so reduction never
+changes a result.
+
+Speed: many cells are searched at once (ragged per-pair boxes, concatenated). Only pairs
+a <= b are computed: t_a - t_b = -(t_b - t_a) exactly in IEEE arithmetic, so the candidate
+(b -> a, -n) has bit-for-bit the distance of (a -> b, n) and is written by mirroring, which
+halves the work.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,35 +30,32 @@ from numpy.typing import NDArray
 from ml.graphs.errors import GraphBuildError
 from ml.graphs.lattice import lll_reduce
 
-# (27, 3) offsets -1..1 in lexicographic order (the reference's np.where order).
-OFFSETS_27 = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.int64)
 # Most (pair, image) rows one cell may need (~1 GB of work arrays at the limit).
 MAX_BOX = 10_000_000
 # Relative and absolute slack on the image bounds; candidates are then filtered exactly.
 _SLACK = 1e-9
+_IMAGES = ("exact", "27")
 
 
-@dataclass(frozen=True)
-class SearchCell:
-    """One cell prepared for the search.
+class SearchCell(NamedTuple):
+    """One cell to search.
 
     Attributes:
         lattice: (3, 3) rows are lattice vectors (Å).
-        red: (n, 3) reduced coordinates (not necessarily wrapped).
-        cutoff: (n, n) symmetric pair cutoffs (Å).
-        recip: (3,) |b_k| of the basis used to bound the images.
-        unimodular: (3, 3) int U with ``U @ lattice`` the bounding basis, or None (the lattice).
+        frac: (n, 3) fractional coordinates (not necessarily wrapped).
+        radii: (n,) atomic radii (Å).
+        factor: the cutoff scale factor; cutoff_ij = (radii_i + radii_j) * factor.
+        volume: cell volume (Å^3), used only to decide whether to LLL-reduce.
     """
 
     lattice: NDArray[np.float64]
-    red: NDArray[np.float64]
-    cutoff: NDArray[np.float64]
-    recip: NDArray[np.float64]
-    unimodular: NDArray[np.int64] | None = None
+    frac: NDArray[np.float64]
+    radii: NDArray[np.float64]
+    factor: float
+    volume: float
 
 
-@dataclass(frozen=True)
-class Candidates:
+class Candidates(NamedTuple):
     """Pair-image candidates sorted by (cell, j, i, image), the reference's order per cell.
 
     Attributes:
@@ -73,149 +75,217 @@ class Candidates:
     ratio: NDArray[np.float64]
 
 
-def prepare_cell(
-    lattice: NDArray[np.float64],
-    red: NDArray[np.float64],
-    cutoff: NDArray[np.float64],
-    *,
-    volume: float | None = None,
-    images: str = "exact",
-) -> SearchCell:
-    """Choose the bounding basis of a cell; GraphBuildError if its search cannot fit in memory."""
-    if images == "27":
-        return SearchCell(lattice, red, cutoff, np.ones(3))
-    if images != "exact":
-        raise ValueError(f"images must be 'exact' or '27', got {images!r}")
-    recip = np.sqrt((np.linalg.inv(lattice) ** 2).sum(axis=0))
-    cmax = float(cutoff.max())
-    box = _box(cmax, recip)
-    unimodular = None
-    if volume is None:
-        volume = abs(float(np.linalg.det(lattice)))
-    if box > 2.0 * (2.0 * cmax / volume ** (1.0 / 3.0) + 1.0) ** 3:
-        u = lll_reduce(lattice)
-        recip_u = np.sqrt((np.linalg.inv(u @ lattice) ** 2).sum(axis=0))
-        box_u = _box(cmax, recip_u)
-        if box_u < box:
-            unimodular, recip, box = u, recip_u, box_u
-    if len(red) ** 2 * box > MAX_BOX:
-        raise GraphBuildError(
-            f"image search too large ({len(red)} atoms, up to {box:.0f} images per pair): "
-            "the cutoff spans too many cells"
-        )
-    return SearchCell(lattice, red, cutoff, recip, unimodular)
-
-
-def _box(cmax: float, recip: NDArray[np.float64]) -> float:
-    """Most integers per axis product any pair interval can hold."""
-    widths = np.floor(2.0 * cmax * recip * (1.0 + _SLACK) + 2.0 * _SLACK) + 1.0
-    return float(np.prod(widths))
-
-
 def find_candidates(
     lattice: NDArray[np.float64],
     red: NDArray[np.float64],
-    cutoff: NDArray[np.float64],
+    radii: NDArray[np.float64],
+    factor: float,
     *,
     images: str = "exact",
     min_distance: float = 1e-8,
 ) -> Candidates:
-    """All (j, i, image) of one cell with min_distance < d < cutoff[j, i], in reference order.
+    """All (j, i, image) of one cell with min_distance < d < cutoff_ij, in reference order.
+
+    Unlike :func:`search_cells` this takes the reduced coordinates themselves (as the reference
+    computes them from its Cartesian coordinates), to compare with reference data bit for bit.
 
     Args:
         lattice: (3, 3) rows are lattice vectors (Å).
-        red: (n, 3) reduced coordinates (not necessarily wrapped into [0, 1)).
-        cutoff: (n, n) symmetric pair cutoffs (Å).
+        red: (n, 3) reduced coordinates.
+        radii: (n,) atomic radii (Å).
+        factor: cutoff scale factor.
         images: ``"exact"`` searches every image the cutoff reaches; ``"27"`` only (-1..1)^3.
         min_distance: candidates at or below it are dropped (an atom and itself).
     """
-    cell = prepare_cell(lattice, red, cutoff, images=images)
-    return search_cells([cell], images=images, min_distance=min_distance)
+    cell = SearchCell(lattice, red, radii, factor, abs(float(np.linalg.det(lattice))))
+    cand, errors = _search(
+        [cell], images=images, min_distance=min_distance, red=[np.asarray(red, np.float64)]
+    )
+    if errors:
+        raise errors[0]
+    return cand
 
 
 def search_cells(
     cells: Sequence[SearchCell], *, images: str = "exact", min_distance: float = 1e-8
-) -> Candidates:
-    """:func:`find_candidates` over many prepared cells at once (results identical per cell)."""
-    if not cells:
-        empty = np.empty(0, np.int64)
-        return Candidates(empty, empty, empty, np.empty((0, 3), np.int64), np.empty(0), np.empty(0))
-    sizes = np.array([len(c.red) for c in cells], dtype=np.int64)
-    npairs = sizes * sizes
-    pair_start = np.cumsum(npairs) - npairs
-    cell_of_pair = np.repeat(np.arange(len(cells)), npairs)
-    local = np.arange(int(npairs.sum())) - pair_start[cell_of_pair]
-    n_of_pair = sizes[cell_of_pair]
-    j, i = np.divmod(local, n_of_pair)  # pair p = j * n + i within its cell
-    atom_start = np.cumsum(sizes) - sizes
-    red = np.concatenate([c.red for c in cells])
-    # t_i - t_j: exactly the reference's rij[i, j] before the offset is added.
-    delta = red[i + atom_start[cell_of_pair]] - red[j + atom_start[cell_of_pair]]
-    cut = np.concatenate([c.cutoff.ravel() for c in cells])
+) -> tuple[Candidates, dict[int, GraphBuildError]]:
+    """Candidates of many cells at once (identical to searching each alone).
 
-    if images == "27":
-        lo = np.full((len(delta), 3), -1, dtype=np.int64)
-        count = np.full((len(delta), 3), 3, dtype=np.int64)
-    elif images == "exact":
-        lo, count = _exact_bounds(cells, delta, cut, cell_of_pair, pair_start, npairs)
-    else:
-        raise ValueError(f"images must be 'exact' or '27', got {images!r}")
+    Returns the candidates and, by cell index, the GraphBuildError of every cell whose search
+    would not fit in memory (those cells have no candidates).
+    """
+    return _search(cells, images=images, min_distance=min_distance, red=None)
+
+
+def _search(
+    cells: Sequence[SearchCell],
+    *,
+    images: str,
+    min_distance: float,
+    red: list[NDArray[np.float64]] | None,
+) -> tuple[Candidates, dict[int, GraphBuildError]]:
+    if images not in _IMAGES:
+        raise ValueError(f"images must be one of {_IMAGES}, got {images!r}")
+    ncells = len(cells)
+    if ncells == 0:
+        return _empty(), {}
+    sizes = np.array([len(c.frac) for c in cells], dtype=np.int64)
+    lattices = np.stack([c.lattice for c in cells])
+    inv_t = np.linalg.inv(lattices.transpose(0, 2, 1))  # inv(lattice^T), one LAPACK call each
+    if red is None:  # the reference's reduced coordinates: cart @ inv(lattice^T)^T
+        red = [np.matmul(np.dot(c.frac, c.lattice), inv_t[k].T) for k, c in enumerate(cells)]
+    recip = np.sqrt((inv_t * inv_t).sum(axis=2))  # (S, 3) |b_k|: rows of inv(lattice^T)
+    radii = np.concatenate([c.radii for c in cells])
+    factor = np.array([c.factor for c in cells])
+    atom_start = np.cumsum(sizes) - sizes
+    rmax = np.maximum.reduceat(radii, atom_start)
+    cmax = (rmax + rmax) * factor
+
+    unimodular: dict[int, NDArray[np.int64]] = {}
+    errors: dict[int, GraphBuildError] = {}
+    if images == "exact":
+        box = _box(cmax, recip)
+        volume = np.array([c.volume for c in cells])
+        # A skewed cell has a box far larger than a cube of the same volume would: reduce it.
+        for k in np.flatnonzero(box > 2.0 * (2.0 * cmax / np.cbrt(volume) + 1.0) ** 3).tolist():
+            u = lll_reduce(cells[k].lattice)
+            recip_u = np.sqrt((np.linalg.inv(u @ cells[k].lattice) ** 2).sum(axis=0))
+            box_u = _box(cmax[k : k + 1], recip_u[None, :])[0]
+            if box_u < box[k]:
+                unimodular[k], recip[k], box[k] = u, recip_u, box_u
+        for k in np.flatnonzero(sizes * (sizes + 1) // 2 * box > MAX_BOX).tolist():
+            errors[k] = GraphBuildError(
+                f"image search too large ({sizes[k]} atoms, up to {box[k]:.0f} images per "
+                "pair): the cutoff spans too many cells"
+            )
+    if errors:  # search the others alone, then renumber their cells
+        keep = [k for k in range(ncells) if k not in errors]
+        sub, _ = _search(
+            [cells[k] for k in keep],
+            images=images,
+            min_distance=min_distance,
+            red=[red[k] for k in keep],
+        )
+        return sub._replace(cell=np.array(keep, dtype=np.int64)[sub.cell]), errors
+
+    # Pairs a <= b, numbered q = b (b + 1) / 2 + a within a cell.
+    npairs = sizes * (sizes + 1) // 2
+    pair_start = np.cumsum(npairs) - npairs
+    cell_of_pair = np.repeat(np.arange(ncells), npairs)
+    q = np.arange(int(npairs.sum())) - pair_start[cell_of_pair]
+    b = ((np.sqrt(8.0 * q + 1.0) - 1.0) // 2.0).astype(np.int64)
+    b += (b + 1) * (b + 2) // 2 <= q  # guard the float square root
+    b -= b * (b + 1) // 2 > q
+    a = q - b * (b + 1) // 2
+    ga = a + atom_start[cell_of_pair]
+    gb = b + atom_start[cell_of_pair]
+    all_red = np.concatenate(red)
+    delta = all_red[gb] - all_red[ga]  # t_b - t_a: centre a, neighbour b
+    cut = (radii[ga] + radii[gb]) * factor[cell_of_pair]
+
+    # Per pair and axis, the offsets that can be within the cutoff (in the bounding basis).
+    half = cut[:, None] * (recip * (1.0 + _SLACK))[cell_of_pair] + _SLACK
+    frac = delta
+    for k, u in unimodular.items():
+        frac = delta.copy() if frac is delta else frac
+        lo_, hi_ = pair_start[k], pair_start[k] + npairs[k]
+        frac[lo_:hi_] = delta[lo_:hi_] @ np.rint(np.linalg.inv(u))
+    lo = np.ceil(-frac - half)  # integers held in float64: exact, and no conversions
+    hi = np.floor(half - frac)
+    if images == "27":  # the reference's offsets -1..1, less those that cannot be in range
+        np.maximum(lo, -1.0, out=lo)
+        np.minimum(hi, 1.0, out=hi)
+    count = hi - lo + 1.0
+    np.maximum(count, 0.0, out=count)
 
     # Ragged enumeration: pair p gets count0 * count1 * count2 offsets, lexicographic.
-    total = count[:, 0] * count[:, 1] * count[:, 2]
+    total = (count[:, 0] * count[:, 1] * count[:, 2]).astype(np.int64)
     pair = np.repeat(np.arange(len(delta)), total)
-    q = np.arange(len(pair)) - np.repeat(np.cumsum(total) - total, total)
+    r = (np.arange(len(pair)) - np.repeat(np.cumsum(total) - total, total)).astype(np.float64)
     c2 = count[pair, 2]
     c12 = count[pair, 1] * c2
-    g0 = q // c12
-    rest = q - g0 * c12
-    g1 = rest // c2
-    image = lo[pair] + np.stack((g0, g1, rest - g1 * c2), axis=1)
-
-    skewed = [k for k, c in enumerate(cells) if c.unimodular is not None]
-    rows_per_cell = np.bincount(cell_of_pair, weights=total, minlength=len(cells)).astype(np.int64)
-    row_end = np.cumsum(rows_per_cell)
-    row_start = row_end - rows_per_cell
-    for k in skewed:  # offsets were enumerated in the reduced basis: map them back
-        a, b = row_start[k], row_end[k]
-        image[a:b] = image[a:b] @ cells[k].unimodular
+    g0 = np.floor(r / c12)  # exact: small integers in float64
+    rest = r - g0 * c12
+    g1 = np.floor(rest / c2)
+    image = lo[pair]
+    image[:, 0] += g0
+    image[:, 1] += g1
+    image[:, 2] += rest - g1 * c2
+    rows = np.bincount(cell_of_pair, weights=total, minlength=ncells).astype(np.int64)
+    row_end = np.cumsum(rows)
+    row_start = row_end - rows
+    for k, u in unimodular.items():  # back to the original basis
+        image[row_start[k] : row_end[k]] = image[row_start[k] : row_end[k]] @ u
 
     rij = delta[pair] + image
     vec = np.empty_like(rij)
-    for k, c in enumerate(cells):  # one matmul per cell, the reference's BLAS arithmetic
-        a, b = row_start[k], row_end[k]
-        if b > a:
-            np.matmul(rij[a:b], c.lattice, out=vec[a:b])
-    dist = np.sqrt(vec[:, 0] * vec[:, 0] + vec[:, 1] * vec[:, 1] + vec[:, 2] * vec[:, 2])
+    for k, c in enumerate(cells):  # one matmul per cell: the reference's BLAS arithmetic
+        if rows[k]:
+            np.matmul(rij[row_start[k] : row_end[k]], c.lattice, out=vec[row_start[k] : row_end[k]])
+    vec *= vec
+    dist = np.sqrt(vec[:, 0] + vec[:, 1] + vec[:, 2])
     cut_row = cut[pair]
-    keep = (dist < cut_row) & (dist > min_distance)
-    pair, image, dist, cut_row = pair[keep], image[keep], dist[keep], cut_row[keep]
-    if skewed:
+    kept = np.flatnonzero((dist < cut_row) & (dist > min_distance))
+    pair, image, dist, cut_row = pair[kept], image[kept], dist[kept], cut_row[kept]
+    if unimodular:  # mapped-back offsets are not lexicographic within a pair
         order = np.lexsort((image[:, 2], image[:, 1], image[:, 0], pair))
         pair, image, dist, cut_row = pair[order], image[order], dist[order], cut_row[order]
+    return _mirror(sizes, a, b, cell_of_pair, pair, image, dist, dist / cut_row), {}
+
+
+def _mirror(
+    sizes: NDArray[np.int64],
+    a: NDArray[np.int64],
+    b: NDArray[np.int64],
+    cell_of_pair: NDArray[np.int64],
+    pair: NDArray[np.int64],
+    image: NDArray[np.float64],
+    dist: NDArray[np.float64],
+    ratio: NDArray[np.float64],
+) -> Candidates:
+    """Add (b -> a, -n) for every (a -> b, n) with a < b and order all by (cell, j, i, image).
+
+    Rows of one computed pair are contiguous and lexicographic; mirrored, they are reversed.
+    Every (cell, j, i) block gets its start from a cumulative count over the full n x n grid.
+    """
+    npairs = len(a)
+    per_pair = np.bincount(pair, minlength=npairs)
+    rank = np.arange(len(pair)) - (np.cumsum(per_pair) - per_pair)[pair]
+    n = sizes[cell_of_pair]
+    grid_start = (np.cumsum(sizes * sizes) - sizes * sizes)[cell_of_pair]
+    direct = grid_start + a * n + b  # block (j=a, i=b)
+    mirrored = grid_start + b * n + a  # block (j=b, i=a)
+    block = np.zeros(int((sizes * sizes).sum()), dtype=np.int64)
+    block[direct] = per_pair
+    block[mirrored] = per_pair
+    start = np.cumsum(block) - block
+    flip = np.flatnonzero(a[pair] != b[pair])
+    nhalf = len(pair)
+    # source[k]: the row of the concatenation (direct rows, then mirrored rows) at output k
+    source = np.empty(nhalf + len(flip), dtype=np.int64)
+    source[start[direct[pair]] + rank] = np.arange(nhalf)
+    source[start[mirrored[pair[flip]]] + (per_pair[pair[flip]] - 1 - rank[flip])] = np.arange(
+        nhalf, nhalf + len(flip)
+    )
+    ja, ib, cell = a[pair], b[pair], cell_of_pair[pair]
+    ints = image.astype(np.int64)
     return Candidates(
-        cell=cell_of_pair[pair], j=j[pair], i=i[pair], image=image, dist=dist, ratio=dist / cut_row
+        cell=np.concatenate((cell, cell[flip]))[source],
+        j=np.concatenate((ja, ib[flip]))[source],
+        i=np.concatenate((ib, ja[flip]))[source],
+        image=np.concatenate((ints, -ints[flip])).take(source, axis=0),
+        dist=np.concatenate((dist, dist[flip]))[source],
+        ratio=np.concatenate((ratio, ratio[flip]))[source],
     )
 
 
-def _exact_bounds(
-    cells: Sequence[SearchCell],
-    delta: NDArray[np.float64],
-    cut: NDArray[np.float64],
-    cell_of_pair: NDArray[np.int64],
-    pair_start: NDArray[np.int64],
-    npairs: NDArray[np.int64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(P, 3) first offset and (P, 3) number of offsets per pair and axis (bounding basis)."""
-    frac = delta
-    for k, c in enumerate(cells):
-        if c.unimodular is not None:
-            if frac is delta:
-                frac = delta.copy()
-            a, b = pair_start[k], pair_start[k] + npairs[k]
-            frac[a:b] = delta[a:b] @ np.rint(np.linalg.inv(c.unimodular))
-    recip = np.stack([c.recip for c in cells])[cell_of_pair]
-    half = cut[:, None] * recip * (1.0 + _SLACK) + _SLACK
-    lo = np.ceil(-frac - half)
-    count = np.floor(-frac + half) - lo + 1.0
-    return lo.astype(np.int64), np.maximum(count, 0.0).astype(np.int64)
+def _box(cmax: NDArray[np.float64], recip: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(S,) most offsets a pair of each cell can need (product of per-axis interval sizes)."""
+    widths = np.floor(2.0 * cmax[:, None] * recip * (1.0 + _SLACK) + 2.0 * _SLACK) + 1.0
+    return widths.prod(axis=1)
+
+
+def _empty() -> Candidates:
+    empty = np.empty(0, np.int64)
+    return Candidates(empty, empty, empty, np.empty((0, 3), np.int64), np.empty(0), np.empty(0))
+

@@ -66,25 +66,47 @@ def may_reduce(
     lattice: NDArray[np.float64], frac: NDArray[np.float64], z: NDArray[np.int64], tolerance: float
 ) -> bool:
     """False only if pymatgen ``get_primitive_structure(tolerance)`` certainly keeps the cell size."""
-    species, inverse, counts = np.unique(z, return_inverse=True, return_counts=True)
-    num_fu = int(np.gcd.reduce(counts))
+    counts = np.bincount(z)
+    species = np.nonzero(counts)[0]
+    num_fu = int(np.gcd.reduce(counts[species]))
     if num_fu == 1:
         return False
-    ftol = tolerance / np.sqrt((lattice**2).sum(axis=1))  # per-axis fractional tolerance
-    # pymatgen orders groups by element symbol and seeds translations from the smallest group.
-    by_symbol = sorted(range(len(species)), key=lambda g: SYMBOLS[species[g] - 1])
-    groups = [frac[inverse == g] for g in by_symbol]
-    seed = min(groups, key=len)
-    vecs = seed - seed[0]
+    ftol = tolerance / np.sqrt((lattice * lattice).sum(axis=1))  # per-axis fractional tolerance
     tol2 = 2.0 * ftol * _LOOSEN
-    # First-site test of every group (cheap, removes most vectors), then the full test.
-    for first_only in (True, False):
-        for coords in groups:
-            sites = coords[:1] if first_only else coords
-            diff = coords[None, :, :] - sites[:, None, :]  # (s, u, 3): site u - site s
-            dev = diff[:, :, None, :] - vecs[None, None, :, :]
-            dev = np.abs(dev - np.rint(dev))
-            vecs = vecs[np.all(dev < tol2, axis=-1).any(axis=1).all(axis=0)]
+    # pymatgen orders the groups by element symbol and seeds translations from the first
+    # smallest group: differences of its sites to its first site.
+    smallest = counts[species].min()
+    seed_z = min(species[counts[species] == smallest].tolist(), key=lambda s: SYMBOLS[s - 1])
+    seed = frac[z == seed_z]
+    vecs = seed[1:] - seed[0]  # the zero vector (seed[0] onto itself) always passes: left out
+    n = len(z)
+    if len(vecs) * n * n > 2_000:
+        # Cheap pass first: each vector must map the first site of every group onto its group.
+        for g in species.tolist():
+            coords = frac[z == g]
+            dev = (coords - coords[0])[None, :, :] - vecs[:, None, :]  # (V, b, 3)
+            vecs = vecs[np.all(np.abs(dev - np.rint(dev)) < tol2, axis=-1).any(axis=1)]
+            if len(vecs) == 0:
+                break
+    if len(vecs):  # full test: every site onto a site of its element
+        same = z[:, None] == z[None, :]
+        if len(vecs) * n * n <= 50_000:
+            diff = frac[None, :, :] - frac[:, None, :]  # (a, b, 3): site b - site a
+            dev = diff[None, :, :, :] - vecs[:, None, None, :]
+            hit = np.all(np.abs(dev - np.rint(dev)) < tol2, axis=-1) & same  # (V, a, b)
+            vecs = vecs[hit.any(axis=2).all(axis=1)]
+        else:
+            for a in range(n):
+                dev = (frac - frac[a])[None, :, :] - vecs[:, None, :]  # (V, b, 3)
+                hit = np.all(np.abs(dev - np.rint(dev)) < tol2, axis=-1) & same[a]
+                vecs = vecs[hit.any(axis=1)]
+                if len(vecs) == 0:
+                    break
+    if len(vecs) == 0 and num_fu * float(ftol.max()) * _LOOSEN < 1.0:
+        # Only the zero translation is left, and every inverse HNF of determinant d > 1 has a
+        # row entry 1/x (x | d) at distance >= 1/num_fu from an integer: none can match it.
+        return False
+    vecs = np.concatenate((np.zeros((1, 3)), vecs))
     rows = _inverse_hnfs(num_fu)  # (H, 3, 3)
     dev = rows[:, :, None, :] - vecs[None, None, :, :]
     dev = np.abs(dev - np.rint(dev))

@@ -134,7 +134,7 @@ class FastEdgeNetwork(nn.Module):
 
     def forward(self, h: Tensor, h_dst: Tensor, ops: GraphOps) -> Tensor:
         z = h_dst
-        for k, (node_linear, edge_linear) in enumerate(zip(self.node_linears, self.edge_linears)):
+        for k, (node_linear, edge_linear) in enumerate(zip(self.node_linears, self.edge_linears, strict=True)):
             ze = edge_linear(z)
             if self.net_type == 0:
                 out = self.activation(ops.gather_src(node_linear(h)) * ze)

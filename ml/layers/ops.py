@@ -65,18 +65,24 @@ def _sort(keys: Tensor) -> Tensor | None:
     return torch.argsort(keys, stable=True)
 
 
+def _sparse_mm(a: Tensor, x: Tensor) -> Tensor:
+    """``a @ x`` in ``x``'s dtype: autocast would cast ``x`` to bf16, which sparse CSR lacks."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return a @ x
+
+
 class _SpMM(torch.autograd.Function):
     """``y = A x`` with ``dy/dx`` given by a precomputed ``A^T`` (both sparse constants)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, a: Tensor, a_t: Tensor) -> Tensor:  # type: ignore[override]
         ctx.a_t = a_t
-        return a @ x
+        return _sparse_mm(a, x)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        return ctx.a_t @ grad.contiguous(), None, None
+        return _sparse_mm(ctx.a_t, grad.contiguous()), None, None
 
 
 class _GatherCSR(torch.autograd.Function):
@@ -90,7 +96,7 @@ class _GatherCSR(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        return ctx.scatter_t @ grad.contiguous(), None, None
+        return _sparse_mm(ctx.scatter_t, grad.contiguous()), None, None
 
 
 class _ScatterCSR(torch.autograd.Function):
@@ -99,7 +105,7 @@ class _ScatterCSR(torch.autograd.Function):
     @staticmethod
     def forward(ctx, m: Tensor, scatter: Tensor, index: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(index)
-        return scatter @ m
+        return _sparse_mm(scatter, m)
 
     @staticmethod
     @once_differentiable

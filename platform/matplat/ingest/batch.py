@@ -62,11 +62,18 @@ class RowBatch:
         data: Sequence[Any],
         offset: int = 0,
         byte_offset: int | None = None,
+        *,
+        nrows: int | None = None,
     ) -> RowBatch:
-        """Build a batch from one sequence per column (lists, numpy or Arrow arrays)."""
+        """Build a batch from one sequence per column (lists, numpy or Arrow arrays).
+
+        ``nrows`` is only needed for a batch without columns (an empty projection).
+        """
         if len(data) != len(columns):
             raise ValueError(f"{len(columns)} column names but {len(data)} columns of data")
         lengths = {len(c) for c in data}
+        if nrows is not None:
+            lengths.add(nrows)
         if len(lengths) > 1:
             raise ValueError(f"columns of different lengths: {sorted(lengths)}")
         batch = cls(table, columns, None, offset, byte_offset)
@@ -81,7 +88,7 @@ class RowBatch:
         """The rows as tuples (int, float, str, bytes or None per value)."""
         if self._rows is None:
             lists = [self._as_list(c) for c in self._cols or []]
-            self._rows = list(zip(*lists)) if lists else [() for _ in range(self._n)]
+            self._rows = list(zip(*lists, strict=True)) if lists else [() for _ in range(self._n)]
         return self._rows
 
     def __len__(self) -> int:
@@ -215,7 +222,12 @@ class RowBatch:
         if self._cols is not None:
             data = [c[start:stop] for c in self._cols]
             return RowBatch.from_columns(
-                self.table, self.columns, data, self.offset + start, self.byte_offset
+                self.table,
+                self.columns,
+                data,
+                self.offset + start,
+                self.byte_offset,
+                nrows=max(0, stop - start),
             )
         return RowBatch(
             self.table, self.columns, self._rows[start:stop], self.offset + start, self.byte_offset

@@ -11,6 +11,7 @@ most ``piece`` bytes each, whatever the compression ratio.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import io
 import lzma
 import os
@@ -65,8 +66,10 @@ class ThreadedDecompressor(io.RawIOBase):
         name: str,
         *,
         prefix: bytes = b"",
+        close_raw: bool = True,
     ) -> None:
         super().__init__()
+        self._close_raw = close_raw
         self.name = name
         self.kind = kind
         self.source_position = 0
@@ -205,22 +208,22 @@ class ThreadedDecompressor(io.RawIOBase):
         if not self.closed:
             self._stop.set()
             while self._thread.is_alive():
-                try:  # unblock a producer waiting on a full queue
+                with contextlib.suppress(queue.Empty):  # unblock a producer on a full queue
                     self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    pass
             self._thread.join()
-            self._raw.close()
+            if self._close_raw:
+                self._raw.close()
         super().close()
 
 
 class _Prefixed(io.RawIOBase):
     """``prefix`` followed by the rest of ``stream`` (for streams that cannot peek)."""
 
-    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+    def __init__(self, prefix: bytes, stream: IO[bytes], close_raw: bool = True) -> None:
         super().__init__()
         self._prefix = prefix
         self._stream = stream
+        self._close_raw = close_raw
 
     def readable(self) -> bool:
         return True
@@ -242,7 +245,8 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self._stream.close()
+        if self._close_raw and not self.closed:
+            self._stream.close()
         super().close()
 
 
@@ -258,8 +262,31 @@ def _compression_of(head: bytes) -> str | None:
     return None
 
 
-def sniff_stream(stream: IO[bytes], name: str) -> IO[bytes]:
-    """Return a stream of the decompressed bytes of ``stream`` (itself when plain)."""
+class _Unclosable(io.RawIOBase):
+    """A view of a stream whose ``close`` leaves the stream open (stdin, a caller's file)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._stream = stream
+        self.name = getattr(stream, "name", "<stream>")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size) or b""
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def sniff_stream(stream: IO[bytes], name: str, *, close_raw: bool = True) -> IO[bytes]:
+    """Return a stream of the decompressed bytes of ``stream`` (itself when plain).
+
+    With ``close_raw=False`` closing the returned stream leaves ``stream`` open.
+    """
     peek: Callable[[int], bytes] | None = getattr(stream, "peek", None)
     prefix = b""
     if peek is not None:
@@ -273,10 +300,14 @@ def sniff_stream(stream: IO[bytes], name: str) -> IO[bytes]:
         head = prefix
     kind = _compression_of(head)
     if kind == "zstd":
-        raise DumpFormatError(f"{name}: zstd-compressed; decompress it first (zstd -dc {name} | ...)")
+        raise DumpFormatError(
+            f"{name}: zstd-compressed; decompress it first (zstd -dc {name} | ...)"
+        )
     if kind is None:
-        return _Prefixed(prefix, stream) if prefix else stream
-    return ThreadedDecompressor(stream, kind, name, prefix=prefix)
+        if prefix:
+            return _Prefixed(prefix, stream, close_raw)
+        return stream if close_raw else _Unclosable(stream)
+    return ThreadedDecompressor(stream, kind, name, prefix=prefix, close_raw=close_raw)
 
 
 def open_dump(path: str | os.PathLike[str]) -> tuple[IO[bytes], int | None]:
@@ -288,7 +319,7 @@ def open_dump(path: str | os.PathLike[str]) -> tuple[IO[bytes], int | None]:
     """
     if str(path) == "-":
         raw: IO[bytes] = sys.stdin.buffer
-        return sniff_stream(raw, "<stdin>"), None
+        return sniff_stream(raw, "<stdin>", close_raw=False), None
     p = Path(path)
     try:
         fh = open(p, "rb", buffering=_READ_SIZE)  # noqa: SIM115 - handed to the caller

@@ -9,7 +9,7 @@ from sqlalchemy import exc as sa_exc
 
 from matplat.db.session import parse_url
 from matplat.errors import DatabaseError, InputError
-from matplat.ingest.reader import RowBatch
+from matplat.ingest.batch import RowBatch
 
 
 def iter_server_tables(
