@@ -125,7 +125,10 @@ def search_numpy_each(cells: Sequence[PreparedCell]) -> int:
 
 
 def search_numpy_batched(cells: Sequence[PreparedCell]) -> int:
-    return sum(len(search_cells([c.search for c in cells[k : k + 256]])[0].j) for k in range(0, len(cells), 256))
+    return sum(
+        len(search_cells([c.search for c in cells[k : k + 256]])[0].j)
+        for k in range(0, len(cells), 256)
+    )
 
 
 def search_vesin(cells: Sequence[PreparedCell]) -> int:
@@ -136,7 +139,9 @@ def search_vesin(cells: Sequence[PreparedCell]) -> int:
         red = _red(c)
         cmax = 2 * float(c.search.radii.max()) * c.search.factor
         nl = NeighborList(cutoff=cmax * (1 + 1e-9), full_list=True)
-        ci, cj, shifts = nl.compute(points=red @ c.search.lattice, box=c.search.lattice, periodic=True, quantities="ijS")
+        ci, cj, shifts = nl.compute(
+            points=red @ c.search.lattice, box=c.search.lattice, periodic=True, quantities="ijS"
+        )
         total += _exact_filter(c, red, ci, cj, shifts)
     return total
 
@@ -150,7 +155,9 @@ def search_pymatgen(cells: Sequence[PreparedCell]) -> int:
         red = _red(c)
         cart = red @ c.search.lattice
         cmax = 2 * float(c.search.radii.max()) * c.search.factor
-        ci, cj, shifts, _ = find_points_in_spheres(cart, cart, cmax * (1 + 1e-9), pbc, c.search.lattice, 1e-8)
+        ci, cj, shifts, _ = find_points_in_spheres(
+            cart, cart, cmax * (1 + 1e-9), pbc, c.search.lattice, 1e-8
+        )
         total += _exact_filter(c, red, ci, cj, shifts)
     return total
 
@@ -173,7 +180,9 @@ def main() -> None:
     ap.add_argument("--nonprimitive", type=float, default=0.05, help="fraction of exact supercells")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--baseline-limit", type=int, default=0, help="baselines on the first N (0: all)")
+    ap.add_argument(
+        "--baseline-limit", type=int, default=0, help="baselines on the first N (0: all)"
+    )
     args = ap.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -182,22 +191,32 @@ def main() -> None:
     reducible = [c for c in cells if primitive_cell(*c)[3]]
     primitive = [c for c in cells if not primitive_cell(*c)[3]]
     sizes = np.array([len(c[2]) for c in cells])
-    print(f"# {len(cells)} structures ({len(reducible)} need the primitive-cell reduction); atoms "
-          f"per cell mean {sizes.mean():.1f}, median {np.median(sizes):.0f}, max {sizes.max()}")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, OMP_NUM_THREADS=1, {datetime.date.today().isoformat()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"# {len(cells)} structures ({len(reducible)} need the primitive-cell reduction); atoms "
+        f"per cell mean {sizes.mean():.1f}, median {np.median(sizes):.0f}, max {sizes.max()}"
+    )
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, OMP_NUM_THREADS=1, {datetime.date.today().isoformat()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
     base_cells = cells if args.baseline_limit <= 0 else cells[: args.baseline_limit]
     baselines = {}
     for n_init in (10, 1):
         w, c = time.perf_counter(), time.process_time()
         lists = [baseline_graph(cell, n_init) for cell in base_cells]
-        baselines[n_init] = (lists, (time.perf_counter() - w) / len(base_cells), (time.process_time() - c) / len(base_cells))
+        baselines[n_init] = (
+            lists,
+            (time.perf_counter() - w) / len(base_cells),
+            (time.process_time() - c) / len(base_cells),
+        )
     ours27 = build_crystal_graphs(base_cells, "cgc-reference27")
     ours = build_crystal_graphs(base_cells, "cgc")
 
-    def per(items: list[Cell], fn: Callable[[], object], repeat: int = args.repeat) -> tuple[float, float]:
+    def per(
+        items: list[Cell], fn: Callable[[], object], repeat: int = args.repeat
+    ) -> tuple[float, float]:
         wall, cpu = best_of(fn, repeat)
         return wall / len(items), cpu / len(items)
 
@@ -205,24 +224,44 @@ def main() -> None:
         ("baseline: reference algorithm, KMeans n_init=10", baselines[10][1:]),
         ("baseline: reference algorithm, KMeans n_init=1", baselines[1][1:]),
         ("cgc, build_crystal_graphs (batched)", per(cells, lambda: build_crystal_graphs(cells))),
-        ("cgc, build_crystal_graph one at a time", per(cells, lambda: [build_crystal_graph(*c) for c in cells], 2)),
-        ("cgc-reference27, build_crystal_graphs", per(cells, lambda: build_crystal_graphs(cells, "cgc-reference27"))),
-        ("cgc, batched, primitive inputs only", per(primitive, lambda: build_crystal_graphs(primitive))),
+        (
+            "cgc, build_crystal_graph one at a time",
+            per(cells, lambda: [build_crystal_graph(*c) for c in cells], 2),
+        ),
+        (
+            "cgc-reference27, build_crystal_graphs",
+            per(cells, lambda: build_crystal_graphs(cells, "cgc-reference27")),
+        ),
+        (
+            "cgc, batched, primitive inputs only",
+            per(primitive, lambda: build_crystal_graphs(primitive)),
+        ),
     ]
     if reducible:
-        rows.append(("cgc, batched, inputs needing reduction (pymatgen)", per(reducible, lambda: build_crystal_graphs(reducible), 2)))
+        rows.append(
+            (
+                "cgc, batched, inputs needing reduction only",
+                per(reducible, lambda: build_crystal_graphs(reducible), 2),
+            )
+        )
     t10 = baselines[10][1]
-    print(f"\n{'variant':52s} {'ms/struct':>9s} {'CPU ms':>7s} {'struct/s':>9s} {'x n_init=10':>11s} {'x n_init=1':>10s} {'560k, h':>8s}")
+    print(
+        f"\n{'variant':52s} {'ms/struct':>9s} {'CPU ms':>7s} {'struct/s':>9s} {'x n_init=10':>11s} {'x n_init=1':>10s} {'560k, h':>8s}"
+    )
     for name, (wall, cpu) in rows:
-        print(f"{name:52s} {wall * 1e3:9.3f} {cpu * 1e3:7.3f} {1 / wall:9.0f} {t10 / wall:11.1f} "
-              f"{baselines[1][1] / wall:10.1f} {STRUCTURES_560K * wall / 3600:8.2f}")
+        print(
+            f"{name:52s} {wall * 1e3:9.3f} {cpu * 1e3:7.3f} {1 / wall:9.0f} {t10 / wall:11.1f} "
+            f"{baselines[1][1] / wall:10.1f} {STRUCTURES_560K * wall / 3600:8.2f}"
+        )
 
     def agree(graphs: list, lists: list) -> int:
         return sum(neighbor_lists(g) == b for g, b in zip(graphs, lists, strict=True))
 
-    print(f"\nidentical neighbour lists, {len(base_cells)} structures: cgc-reference27 vs baseline "
-          f"n_init=10: {agree(ours27, baselines[10][0])}, vs n_init=1: {agree(ours27, baselines[1][0])}; "
-          f"cgc vs cgc-reference27: {sum(a == b for a, b in zip(ours, ours27, strict=True))}")
+    print(
+        f"\nidentical neighbour lists, {len(base_cells)} structures: cgc-reference27 vs baseline "
+        f"n_init=10: {agree(ours27, baselines[10][0])}, vs n_init=1: {agree(ours27, baselines[1][0])}; "
+        f"cgc vs cgc-reference27: {sum(a == b for a, b in zip(ours, ours27, strict=True))}"
+    )
 
     prepared = [prepare(*c) for c in cells]
     print("\ncandidate search only, per structure (cells prepared; same candidates from each):")
@@ -234,7 +273,9 @@ def main() -> None:
     ):
         found = fn(prepared)
         wall, cpu = best_of(lambda fn=fn: fn(prepared), args.repeat)
-        print(f"  {name:48s} {wall / len(prepared) * 1e6:9.1f} us  (CPU {cpu / len(prepared) * 1e6:7.1f} us, {found} candidates)")
+        print(
+            f"  {name:48s} {wall / len(prepared) * 1e6:9.1f} us  (CPU {cpu / len(prepared) * 1e6:7.1f} us, {found} candidates)"
+        )
     print(f"\n# load average at the end {os.getloadavg()[0]:.2f}")
 
 

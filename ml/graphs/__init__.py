@@ -7,8 +7,14 @@ Public API::
     graphs = build_crystal_graphs(structures, recipe="cgc")   # errors in place, batch goes on
     blobs = encode_graph(g); g2 = decode_graph(g.natoms, g.nedges, blobs)
 
+Recipe ``cgc`` searches every periodic image the cutoff reaches; ``cgc-reference27`` only the
+reference's 27 (reproducing its published graphs, misses included). Both cluster with the exact
+1-D 2-means and match ``neighbors_exact_1d_2means`` of the reference data on all 24 structures.
+Batched, ~0.1 ms per OQMD-sized primitive cell on one core (bench/RESULTS_graphs.md).
+
 See ``builder`` for the definition, ``neighbors`` for the exact image search, ``cluster`` for
-the exact 1-D 2-means and ``primitive`` for the primitive-cell step.
+the exact 1-D 2-means, ``primitive`` for the primitive-cell step, ``codec`` for the storage
+format and ``synthetic`` for the test and benchmark structures.
 """
 
 from __future__ import annotations

@@ -52,9 +52,10 @@ OQMD_SPECIES: NDArray[np.int16] = np.array([*range(1, 84), *range(89, 95)], dtyp
 """(89,) the atomic numbers of the OQMD v1.2 one-hot node table (Z 1-83 and 89-94), ascending."""
 OQMD_SPECIES.setflags(write=False)
 
-_SPECIES_LOOKUP = np.full(MAX_Z + 1, -1, dtype=np.int16)
-_SPECIES_LOOKUP[OQMD_SPECIES] = np.arange(len(OQMD_SPECIES), dtype=np.int16)
-_SPECIES_LOOKUP.setflags(write=False)
+# Indexed by Z: the OQMD species index, -1 outside the table.
+SPECIES_LOOKUP = np.full(MAX_Z + 1, -1, dtype=np.int16)
+SPECIES_LOOKUP[OQMD_SPECIES] = np.arange(len(OQMD_SPECIES), dtype=np.int16)
+SPECIES_LOOKUP.setflags(write=False)
 
 
 def symbol(z: int) -> str:
@@ -77,8 +78,9 @@ def check_atomic_numbers(atomic_numbers: ArrayLike) -> NDArray[np.int64]:
     ):
         raise GraphBuildError(f"atomic_numbers must be integers, got dtype {z.dtype}")
     z = z.astype(np.int64, copy=False)
-    if z.size and (z.min() < 1 or z.max() > MAX_Z):
-        bad = int(z[(z < 1) | (z > MAX_Z)][0])
+    values = z.tolist()
+    if values and (min(values) < 1 or max(values) > MAX_Z):
+        bad = next(v for v in values if not 1 <= v <= MAX_Z)
         raise GraphBuildError(f"atomic number {bad} is out of range 1..{MAX_Z}")
     return z
 
@@ -90,12 +92,11 @@ def species_index(z: ArrayLike, *, strict: bool = True) -> int | NDArray[np.int1
     raises ``ValueError`` naming the element; with ``strict=False`` they map to -1.
     """
     arr = check_atomic_numbers(np.atleast_1d(z))
-    idx = _SPECIES_LOOKUP[arr]
+    idx = SPECIES_LOOKUP[arr]
     if strict and np.any(idx < 0):
         bad = int(arr[idx < 0][0])
         raise ValueError(
-            f"{SYMBOLS[bad - 1]} (Z={bad}) is not in the 89-species OQMD table "
-            "(Z 1-83 and 89-94)"
+            f"{SYMBOLS[bad - 1]} (Z={bad}) is not in the 89-species OQMD table (Z 1-83 and 89-94)"
         )
     if np.ndim(z) == 0:
         return int(idx[0])

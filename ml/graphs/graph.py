@@ -26,12 +26,13 @@ class CrystalGraph:
         species: (m,) int16 index into ``OQMD_SPECIES`` (the 89-species one-hot table), -1 for
             Z outside it (Po, Rn, Ra, Z > 94).
         edge_src: (E,) int32 centre atom j.
-        edge_dst: (E,) int32 neighbour atom i (message from i to j in the reference's terms:
-            ``neighbors[j]`` lists the i).
+        edge_dst: (E,) int32 neighbour atom i (the reference's ``neighbors[j]`` lists these i;
+            the CGNN convolution at j gathers from them).
         edge_image: (E, 3) int8 lattice offset of the neighbour i's periodic image.
         edge_dist: (E,) float32 distance j -> image of i in Å.
 
     Edges are sorted by (src, dst, image) and form a multigraph: one edge per periodic image.
+    Graphs built in one batch may share (read-only) buffers.
     """
 
     atomic_numbers: NDArray[np.int16]
@@ -74,9 +75,7 @@ class CrystalGraph:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CrystalGraph):
             return NotImplemented
-        return all(
-            np.array_equal(getattr(self, name), getattr(other, name)) for name in _DTYPES
-        )
+        return all(np.array_equal(getattr(self, name), getattr(other, name)) for name in _DTYPES)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -92,9 +91,9 @@ def trusted_graph(
     edge_image: NDArray[np.int8],
     edge_dist: NDArray[np.float32],
 ) -> CrystalGraph:
-    """A CrystalGraph from fresh arrays of the right dtypes and shapes, without the checks.
+    """A CrystalGraph from arrays of the right dtypes and shapes, without the checks.
 
-    For the builder only: the arrays must be owned by the new graph (they are made read-only).
+    For the builder only: it passes read-only views of arrays that no one else holds.
     """
     graph = object.__new__(CrystalGraph)
     for name, arr in (
@@ -105,7 +104,6 @@ def trusted_graph(
         ("edge_image", edge_image),
         ("edge_dist", edge_dist),
     ):
-        arr.setflags(write=False)
         object.__setattr__(graph, name, arr)
     return graph
 

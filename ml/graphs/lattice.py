@@ -1,9 +1,4 @@
-"""Cell arithmetic: volume, reduced coordinates and LLL reduction of 3x3 lattices.
-
-Volume and reduced coordinates follow the reference's arithmetic exactly (pymatgen
-``Lattice.volume``; ``cart @ inv(lattice^T)^T`` in ``get_nbrs``), so that cutoffs and the
-ratios d / cutoff match it bit for bit.
-"""
+"""Cell arithmetic: the volume (the reference's arithmetic) and LLL reduction of 3x3 lattices."""
 
 from __future__ import annotations
 
@@ -21,16 +16,6 @@ def cell_volume(lattice: NDArray[np.float64]) -> float:
     (a0, a1, a2), (b0, b1, b2) = lattice[0].tolist(), lattice[1].tolist()
     cross = np.array((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
     return float(abs(np.dot(cross, lattice[2])))
-
-
-def reduced_coords(lattice: NDArray[np.float64], frac: NDArray[np.float64]) -> NDArray[np.float64]:
-    """(n, 3) fractional coordinates recomputed through Cartesian ones, as the reference does.
-
-    The reference takes ``structure.cart_coords`` (``frac @ lattice``) and multiplies by
-    ``inv(lattice^T)^T``; repeating that round trip keeps distances bit-identical to it.
-    """
-    cart = np.dot(frac, lattice)
-    return np.matmul(cart, np.linalg.inv(lattice.T).T)
 
 
 def lll_reduce(lattice: NDArray[np.float64], delta: float = 0.75) -> NDArray[np.int64]:

@@ -30,8 +30,9 @@ from numpy.typing import NDArray
 from ml.graphs.errors import GraphBuildError
 from ml.graphs.lattice import lll_reduce
 
-# Most (pair, image) rows one cell may need (~1 GB of work arrays at the limit).
-MAX_BOX = 10_000_000
+# Most (pair, image) rows one cell may need (~0.3 GB of work arrays at the limit; a realistic
+# primitive cell of 200 atoms needs well under 1e6).
+MAX_BOX = 2_000_000
 # Relative and absolute slack on the image bounds; candidates are then filtered exactly.
 _SLACK = 1e-9
 _IMAGES = ("exact", "27")
@@ -62,7 +63,7 @@ class Candidates(NamedTuple):
         cell: (E,) int64 index of the cell in the batch (all 0 for one cell).
         j: (E,) int64 centre atom (edge source), numbered within its cell.
         i: (E,) int64 neighbour atom (edge target), numbered within its cell.
-        image: (E, 3) int64 lattice offset added to atom i.
+        image: (E, 3) lattice offset added to atom i (int8 when every offset fits, else int64).
         dist: (E,) float64 distance in Å.
         ratio: (E,) float64 dist / cutoff_ij, the value that is clustered.
     """
@@ -132,8 +133,8 @@ def _search(
     sizes = np.array([len(c.frac) for c in cells], dtype=np.int64)
     lattices = np.stack([c.lattice for c in cells])
     inv_t = np.linalg.inv(lattices.transpose(0, 2, 1))  # inv(lattice^T), one LAPACK call each
-    if red is None:  # the reference's reduced coordinates: cart @ inv(lattice^T)^T
-        red = [np.matmul(np.dot(c.frac, c.lattice), inv_t[k].T) for k, c in enumerate(cells)]
+    if red is None:
+        red = _reduced_coords(cells, sizes, lattices, inv_t)
     recip = np.sqrt((inv_t * inv_t).sum(axis=2))  # (S, 3) |b_k|: rows of inv(lattice^T)
     radii = np.concatenate([c.radii for c in cells])
     factor = np.array([c.factor for c in cells])
@@ -173,18 +174,17 @@ def _search(
     pair_start = np.cumsum(npairs) - npairs
     cell_of_pair = np.repeat(np.arange(ncells), npairs)
     q = np.arange(int(npairs.sum())) - pair_start[cell_of_pair]
-    b = ((np.sqrt(8.0 * q + 1.0) - 1.0) // 2.0).astype(np.int64)
-    b += (b + 1) * (b + 2) // 2 <= q  # guard the float square root
-    b -= b * (b + 1) // 2 > q
-    a = q - b * (b + 1) // 2
+    tri_a, tri_b = _triangle(int(npairs.max()))
+    a, b = tri_a[q], tri_b[q]
     ga = a + atom_start[cell_of_pair]
     gb = b + atom_start[cell_of_pair]
     all_red = np.concatenate(red)
-    delta = all_red[gb] - all_red[ga]  # t_b - t_a: centre a, neighbour b
+    # t_b - t_a: centre a, neighbour b (take(axis=0): ~5x faster than fancy row indexing)
+    delta = all_red.take(gb, axis=0) - all_red.take(ga, axis=0)
     cut = (radii[ga] + radii[gb]) * factor[cell_of_pair]
 
     # Per pair and axis, the offsets that can be within the cutoff (in the bounding basis).
-    half = cut[:, None] * (recip * (1.0 + _SLACK))[cell_of_pair] + _SLACK
+    half = cut[:, None] * (recip * (1.0 + _SLACK)).take(cell_of_pair, axis=0) + _SLACK
     frac = delta
     for k, u in unimodular.items():
         frac = delta.copy() if frac is delta else frac
@@ -202,12 +202,12 @@ def _search(
     total = (count[:, 0] * count[:, 1] * count[:, 2]).astype(np.int64)
     pair = np.repeat(np.arange(len(delta)), total)
     r = (np.arange(len(pair)) - np.repeat(np.cumsum(total) - total, total)).astype(np.float64)
-    c2 = count[pair, 2]
-    c12 = count[pair, 1] * c2
+    c2 = count[:, 2].take(pair)
+    c12 = count[:, 1].take(pair) * c2
     g0 = np.floor(r / c12)  # exact: small integers in float64
     rest = r - g0 * c12
     g1 = np.floor(rest / c2)
-    image = lo[pair]
+    image = lo.take(pair, axis=0)
     image[:, 0] += g0
     image[:, 1] += g1
     image[:, 2] += rest - g1 * c2
@@ -217,7 +217,7 @@ def _search(
     for k, u in unimodular.items():  # back to the original basis
         image[row_start[k] : row_end[k]] = image[row_start[k] : row_end[k]] @ u
 
-    rij = delta[pair] + image
+    rij = delta.take(pair, axis=0) + image
     vec = np.empty_like(rij)
     for k, c in enumerate(cells):  # one matmul per cell: the reference's BLAS arithmetic
         if rows[k]:
@@ -226,11 +226,39 @@ def _search(
     dist = np.sqrt(vec[:, 0] + vec[:, 1] + vec[:, 2])
     cut_row = cut[pair]
     kept = np.flatnonzero((dist < cut_row) & (dist > min_distance))
-    pair, image, dist, cut_row = pair[kept], image[kept], dist[kept], cut_row[kept]
+    pair, image, dist, cut_row = pair[kept], image.take(kept, axis=0), dist[kept], cut_row[kept]
     if unimodular:  # mapped-back offsets are not lexicographic within a pair
         order = np.lexsort((image[:, 2], image[:, 1], image[:, 0], pair))
-        pair, image, dist, cut_row = pair[order], image[order], dist[order], cut_row[order]
+        pair, image = pair[order], image.take(order, axis=0)
+        dist, cut_row = dist[order], cut_row[order]
     return _mirror(sizes, a, b, cell_of_pair, pair, image, dist, dist / cut_row), {}
+
+
+def _reduced_coords(
+    cells: Sequence[SearchCell],
+    sizes: NDArray[np.int64],
+    lattices: NDArray[np.float64],
+    inv_t: NDArray[np.float64],
+) -> list[NDArray[np.float64]]:
+    """The reference's reduced coordinates, (frac @ lattice) @ inv(lattice^T)^T, per cell.
+
+    Cells of equal size are stacked into one matmul each: BLAS computes every matrix of a stack
+    exactly as alone (checked bit for bit in the tests), with far fewer calls.
+    """
+    red: list[NDArray[np.float64]] = [np.empty(0)] * len(cells)
+    by_size: dict[int, list[int]] = {}
+    for k, n in enumerate(sizes.tolist()):
+        by_size.setdefault(n, []).append(k)
+    for ks in by_size.values():
+        if len(ks) == 1:
+            k = ks[0]
+            red[k] = np.matmul(np.dot(cells[k].frac, cells[k].lattice), inv_t[k].T)
+            continue
+        frac = np.concatenate([cells[k].frac for k in ks]).reshape(len(ks), -1, 3)
+        out = np.matmul(np.matmul(frac, lattices[ks]), inv_t[ks].transpose(0, 2, 1))
+        for k, r in zip(ks, out, strict=True):
+            red[k] = r
+    return red
 
 
 def _mirror(
@@ -268,15 +296,37 @@ def _mirror(
         nhalf, nhalf + len(flip)
     )
     ja, ib, cell = a[pair], b[pair], cell_of_pair[pair]
-    ints = image.astype(np.int64)
+    small = len(image) == 0 or (image.min() >= -127 and image.max() <= 127)
+    ints = image.astype(np.int8 if small else np.int64)  # int8: far less to move around
     return Candidates(
         cell=np.concatenate((cell, cell[flip]))[source],
         j=np.concatenate((ja, ib[flip]))[source],
         i=np.concatenate((ib, ja[flip]))[source],
-        image=np.concatenate((ints, -ints[flip])).take(source, axis=0),
+        image=np.concatenate((ints, -ints.take(flip, axis=0))).take(
+            source, axis=0
+        ),  # int8 or int64
         dist=np.concatenate((dist, dist[flip]))[source],
         ratio=np.concatenate((ratio, ratio[flip]))[source],
     )
+
+
+# (a, b) of pair numbers q = b (b + 1) / 2 + a; replaced whole, never mutated, so thread-safe.
+_TRIANGLE: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = [
+    (np.zeros(0, np.int64), np.zeros(0, np.int64))
+]
+
+
+def _triangle(count: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(a, b) of the pairs q = b (b + 1) / 2 + a, a <= b, for q < count (cached, grown as needed)."""
+    table = _TRIANGLE[0]
+    if len(table[0]) < count:
+        nmax = int(np.ceil(np.sqrt(2.0 * count))) + 1
+        b = np.repeat(np.arange(nmax), np.arange(1, nmax + 1))
+        a = np.arange(len(b)) - (b * (b + 1)) // 2
+        a.setflags(write=False)
+        b.setflags(write=False)
+        table = _TRIANGLE[0] = (a, b)
+    return table
 
 
 def _box(cmax: NDArray[np.float64], recip: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -288,4 +338,3 @@ def _box(cmax: NDArray[np.float64], recip: NDArray[np.float64]) -> NDArray[np.fl
 def _empty() -> Candidates:
     empty = np.empty(0, np.int64)
     return Candidates(empty, empty, empty, np.empty((0, 3), np.int64), np.empty(0), np.empty(0))
-

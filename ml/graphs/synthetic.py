@@ -57,7 +57,9 @@ def supercell(cell: Cell, matrix: ArrayLike) -> Cell:
     return m @ lattice, out_frac, out_z
 
 
-def random_unimodular(rng: np.random.Generator, steps: int = 6, scale: int = 3) -> NDArray[np.int64]:
+def random_unimodular(
+    rng: np.random.Generator, steps: int = 6, scale: int = 3
+) -> NDArray[np.int64]:
     """A random integer matrix of determinant 1 (product of random shears)."""
     u = np.eye(3, dtype=np.int64)
     for _ in range(steps):
@@ -131,11 +133,16 @@ def prototype_variants(
         species = np.unique(z)
         new = rng.choice(ELEMENTS, len(species), replace=False)
         z = new[np.searchsorted(species, z)]
-        diag = reps[int(rng.choice(len(reps), p=weights))]
+        exact = rng.random() < nonprimitive
+        diag = (
+            reps[1 + int(rng.integers(len(reps) - 1))]
+            if exact
+            else reps[int(rng.choice(len(reps), p=weights))]
+        )
         if len(z) * int(np.prod(diag)) > max_atoms:
             continue
         cell = supercell((lattice, frac, z), np.diag(diag))
-        if diag != (1, 1, 1) and rng.random() < nonprimitive:
+        if exact:
             out.append(cell)
             continue
         lattice, frac, z = cell
@@ -143,5 +150,7 @@ def prototype_variants(
             z = z.copy()
             k = int(rng.integers(1, max(2, len(z) // 3)))
             z[rng.choice(len(z), k, replace=False)] = rng.choice(ELEMENTS)
-        out.append(perturbed(rng, (lattice, frac, z), strain=0.02, displacement=rng.uniform(0, 0.1)))
+        out.append(
+            perturbed(rng, (lattice, frac, z), strain=0.02, displacement=rng.uniform(0, 0.1))
+        )
     return out

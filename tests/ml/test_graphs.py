@@ -105,10 +105,14 @@ def test_candidates_match_reference(s: dict, recipe: str) -> None:
     ref = [(j, c[0], c[1], c[2]) for j, cs in enumerate(s["candidates"]) for c in cs]
     red = np.matmul(np.array(s["cart_coords"]), np.linalg.inv(lattice.T).T)
     images = "exact" if recipe == "cgc" else "27"
-    from_cart = find_candidates(lattice, red, np.array(s["radii"]), s["cutoff_scale_factor"], images=images)
+    from_cart = find_candidates(
+        lattice, red, np.array(s["radii"]), s["cutoff_scale_factor"], images=images
+    )
     from_frac = cell_candidates(prepare(lattice, frac, z, recipe), recipe)
     for cand, ulps in ((from_cart, 2), (from_frac, 16)):
-        assert list(zip(cand.j.tolist(), cand.i.tolist(), strict=True)) == [(r[0], r[1]) for r in ref]
+        assert list(zip(cand.j.tolist(), cand.i.tolist(), strict=True)) == [
+            (r[0], r[1]) for r in ref
+        ]
         np.testing.assert_array_max_ulp(cand.dist, np.array([r[2] for r in ref]), maxulp=ulps)
         np.testing.assert_array_max_ulp(cand.ratio, np.array([r[3] for r in ref]), maxulp=ulps)
 
@@ -130,7 +134,11 @@ def test_radii_table_matches_pymatgen() -> None:
 
     for z in range(1, 104):
         e = Element.from_Z(z)
-        r = e.atomic_radius_calculated if e.atomic_radius_calculated is not None else e.atomic_radius
+        r = (
+            e.atomic_radius_calculated
+            if e.atomic_radius_calculated is not None
+            else e.atomic_radius
+        )
         if r is None:
             assert np.isnan(RADII[z])
         else:
@@ -160,7 +168,9 @@ def test_oqmd_species_table() -> None:
 
 
 def test_element_outside_table_gets_species_minus_one() -> None:
-    g = build_crystal_graph(np.eye(3) * 3.4, [[0, 0, 0], [0.5, 0.5, 0.5]], [84, 8])  # Po has a radius
+    g = build_crystal_graph(
+        np.eye(3) * 3.4, [[0, 0, 0], [0.5, 0.5, 0.5]], [84, 8]
+    )  # Po has a radius
     assert g.species.tolist() == [-1, 7]
     assert g.nedges > 0
 
@@ -277,7 +287,14 @@ def test_encode_decode_round_trip() -> None:
         assert len(blobs["edge_image"]) == 3 * g.nedges and len(blobs["edge_dist"]) == 4 * g.nedges
         g2 = decode_graph(g.natoms, g.nedges, blobs)
         assert g2 == g
-        for name in ("atomic_numbers", "species", "edge_src", "edge_dst", "edge_image", "edge_dist"):
+        for name in (
+            "atomic_numbers",
+            "species",
+            "edge_src",
+            "edge_dst",
+            "edge_image",
+            "edge_dist",
+        ):
             assert getattr(g2, name).dtype == getattr(g, name).dtype
 
 
@@ -302,11 +319,15 @@ def test_recipes() -> None:
     assert set(RECIPES) == {"cgc", "cgc-reference27"}
     cgc = get_recipe("cgc")
     assert get_recipe(cgc) is cgc
-    assert cgc.params["images"] == "exact" and get_recipe("cgc-reference27").params["images"] == "27"
+    assert (
+        cgc.params["images"] == "exact" and get_recipe("cgc-reference27").params["images"] == "27"
+    )
     assert cgc.params["radius_factor"] == 1.2 and cgc.params["cc_cutoff"] == 0.03
     assert json.loads(json.dumps(cgc.params)) == cgc.params
     canonical = json.dumps(
-        {"code_version": cgc.code_version, "params": cgc.params}, sort_keys=True, separators=(",", ":")
+        {"code_version": cgc.code_version, "params": cgc.params},
+        sort_keys=True,
+        separators=(",", ":"),
     )
     assert cgc.params_hash == hashlib.sha256(canonical.encode()).hexdigest()
     assert cgc.params_hash != get_recipe("cgc-reference27").params_hash
@@ -332,5 +353,7 @@ def test_ml_graphs_imports_no_platform_code() -> None:
         "import sys, ml.graphs; bad = [m for m in ('sqlalchemy', 'celery', 'click', 'matplat', "
         "'workers') if m in sys.modules]; print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == ""

@@ -82,7 +82,9 @@ def test_matches_definition_on_random_atoms(seed: int) -> None:
     j = np.repeat(np.arange(natoms), counts)
     # Ratios from a few shells with noise, some exactly repeated (ties).
     shells = np.sort(rng.uniform(0.5, 1.0, 5))
-    x = shells[rng.integers(0, 5, len(j))] + rng.normal(0, 0.01, len(j)) * (rng.random(len(j)) < 0.5)
+    x = shells[rng.integers(0, 5, len(j))] + rng.normal(0, 0.01, len(j)) * (
+        rng.random(len(j)) < 0.5
+    )
     mask = select_neighbors(j, x, natoms)
     for a in range(natoms):
         assert mask[j == a].tolist() == reference_loop(x[j == a]).tolist()

@@ -13,7 +13,9 @@ from ml.graphs.primitive import may_reduce, primitive_cell
 from ml.graphs.synthetic import perturbed, random_cell, supercell
 
 ROOT = Path(__file__).resolve().parents[2]
-STRUCTURES = json.loads((ROOT / "tests" / "data" / "graphs_reference.json").read_text())["structures"]
+STRUCTURES = json.loads((ROOT / "tests" / "data" / "graphs_reference.json").read_text())[
+    "structures"
+]
 PROTOTYPES = [
     (np.array(s["lattice"]), np.array(s["frac_coords"]), np.array(s["atomic_numbers"]))
     for s in STRUCTURES
@@ -75,11 +77,10 @@ def test_same_size_as_reference_get_smallest(k: int) -> None:
 
 
 @pytest.mark.parametrize("k", range(len(SAMPLE)))
-def test_may_reduce_is_necessary(k: int) -> None:
-    """Whenever pymatgen reduces a cell, the numpy pre-check said it might."""
+def test_may_reduce_predicts_pymatgen(k: int) -> None:
+    """The numpy pre-check is True exactly when pymatgen reduces (never False when it does)."""
     source, prim = smallest(SAMPLE[k])
-    if len(prim) < len(source):
-        assert may_reduce(*SAMPLE[k], 0.25)
+    assert may_reduce(*SAMPLE[k], 0.25) == (len(prim) < len(source))
 
 
 def test_sample_exercises_both_outcomes() -> None:

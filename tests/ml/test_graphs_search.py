@@ -21,7 +21,9 @@ from ml.graphs.neighbors import Candidates, find_candidates
 from ml.graphs.synthetic import random_cell, random_unimodular, rebase, supercell
 
 ROOT = Path(__file__).resolve().parents[2]
-STRUCTURES = json.loads((ROOT / "tests" / "data" / "graphs_reference.json").read_text())["structures"]
+STRUCTURES = json.loads((ROOT / "tests" / "data" / "graphs_reference.json").read_text())[
+    "structures"
+]
 PROTOTYPES = [
     (np.array(s["lattice"]), np.array(s["frac_coords"]), np.array(s["atomic_numbers"]))
     for s in STRUCTURES
@@ -42,7 +44,9 @@ def brute_force(
     cutoff = (radii[:, None] + radii[None, :]) * factor
     rij = (red[None, :, None, :] - red[:, None, None, :]) + offsets  # [j, i, k] = t_i - t_j + n
     vec = np.matmul(rij.reshape(-1, 3), lattice).reshape(rij.shape)
-    dist = np.sqrt(vec[..., 0] * vec[..., 0] + vec[..., 1] * vec[..., 1] + vec[..., 2] * vec[..., 2])
+    dist = np.sqrt(
+        vec[..., 0] * vec[..., 0] + vec[..., 1] * vec[..., 1] + vec[..., 2] * vec[..., 2]
+    )
     cut = cutoff[:, :, None]
     j, i, k = np.nonzero((dist < cut) & (dist > 1e-8))
     d = dist[j, i, k]
@@ -84,7 +88,11 @@ def test_exact_search_equals_brute_force_on_random_cells(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_exact_search_equals_brute_force_on_skewed_cells(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
-    base = PROTOTYPES[seed % len(PROTOTYPES)] if seed % 2 else random_cell(rng, int(rng.integers(1, 4)))
+    base = (
+        PROTOTYPES[seed % len(PROTOTYPES)]
+        if seed % 2
+        else random_cell(rng, int(rng.integers(1, 4)))
+    )
     for _ in range(20):  # a basis skewed enough to need images beyond -1..1
         ours = check_against_brute_force(rebase(base, random_unimodular(rng, steps=5, scale=2)))
         if np.abs(ours.image).max() > 1:
@@ -111,7 +119,12 @@ def test_mirrored_pairs_are_bit_identical() -> None:
         lattice, frac, z = random_cell(rng, 6)
         p = prepare(lattice, frac, z, primitive=False).search
         c = find_candidates(p.lattice, reduced(p.lattice, p.frac), p.radii, p.factor)
-        table = {(j, i, *n): d for j, i, n, d in zip(c.j.tolist(), c.i.tolist(), c.image.tolist(), c.dist.tolist(), strict=True)}
+        table = {
+            (j, i, *n): d
+            for j, i, n, d in zip(
+                c.j.tolist(), c.i.tolist(), c.image.tolist(), c.dist.tolist(), strict=True
+            )
+        }
         for (j, i, a, b, cc), d in table.items():
             assert table[(i, j, -a, -b, -cc)] == d
 
@@ -139,7 +152,9 @@ def neighbourhoods(g: CrystalGraph) -> Counter:
     for j, nbrs in enumerate(neighbor_lists(g)):
         start = int(np.searchsorted(g.edge_src, j))
         dists = g.edge_dist[start : start + len(nbrs)].tolist()
-        out[(z[j], tuple(sorted((z[i], round(d, 5)) for i, d in zip(nbrs, dists, strict=True))))] += 1
+        out[
+            (z[j], tuple(sorted((z[i], round(d, 5)) for i, d in zip(nbrs, dists, strict=True))))
+        ] += 1
     return out
 
 
@@ -147,7 +162,15 @@ def edge_set(g: CrystalGraph, perm: np.ndarray | None = None) -> set:
     src, dst = g.edge_src, g.edge_dst
     if perm is not None:
         src, dst = perm[src], perm[dst]
-    return set(zip(src.tolist(), dst.tolist(), map(tuple, g.edge_image.tolist()), g.edge_dist.tolist(), strict=True))
+    return set(
+        zip(
+            src.tolist(),
+            dst.tolist(),
+            map(tuple, g.edge_image.tolist()),
+            g.edge_dist.tolist(),
+            strict=True,
+        )
+    )
 
 
 def _cells() -> list[tuple]:
@@ -209,8 +232,10 @@ def test_reference27_misses_neighbours_in_skewed_cells() -> None:
     assert build_crystal_graph(*skewed, recipe="cgc-reference27").nedges < 12
 
 
-@pytest.mark.parametrize("k", range(0, len(PROTOTYPES), 3))
-@pytest.mark.parametrize("matrix", [np.diag([2, 1, 1]), np.diag([1, 2, 2]), [[1, 1, 0], [0, 1, 1], [1, 0, 1]]])
+@pytest.mark.parametrize("k", range(len(PROTOTYPES)))
+@pytest.mark.parametrize(
+    "matrix", [np.diag([2, 1, 1]), np.diag([1, 2, 2]), [[1, 1, 0], [0, 1, 1], [1, 0, 1]]]
+)
 def test_supercell_invariance(k: int, matrix) -> None:  # type: ignore[no-untyped-def]
     cell = PROTOTYPES[k]
     g = build_crystal_graph(*cell)
@@ -226,8 +251,45 @@ def test_supercell_invariance(k: int, matrix) -> None:  # type: ignore[no-untype
     assert neighbourhoods(gp) == neighbourhoods(g)
 
 
+def test_batched_search_is_bit_identical_to_single_cells() -> None:
+    from ml.graphs.neighbors import search_cells
+
+    rng = np.random.default_rng(8)
+    cells = [random_cell(rng, n) for n in (1, 2, 2, 3, 5, 5, 5, 8, 13)] + PROTOTYPES
+    cells = [
+        rebase(c, random_unimodular(rng, 2, 1)) if k % 3 == 0 else c for k, c in enumerate(cells)
+    ]
+    searches = [prepare(*c, primitive=False).search for c in cells]
+    batch, errors = search_cells(searches)
+    assert not errors
+    for k, s in enumerate(searches):
+        alone = find_candidates(s.lattice, reduced(s.lattice, s.frac), s.radii, s.factor)
+        sel = batch.cell == k
+        assert_same(Candidates(*(np.asarray(v)[sel] for v in batch)), alone)
+
+
 def test_batch_equals_single_on_random_cells() -> None:
     rng = np.random.default_rng(99)
-    cells = [rebase(random_cell(rng, int(rng.integers(1, 20))), random_unimodular(rng, 2, 1)) for _ in range(40)]
+    cells = [
+        rebase(random_cell(rng, int(rng.integers(1, 20))), random_unimodular(rng, 2, 1))
+        for _ in range(40)
+    ]
     for g, cell in zip(build_crystal_graphs(cells), cells, strict=True):
         assert g == build_crystal_graph(*cell)
+
+
+def test_lll_reduce_gives_a_short_unimodular_basis() -> None:
+    from ml.graphs.lattice import lll_reduce
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        base = random_cell(rng, 1)[0]
+        skewed = random_unimodular(rng, steps=6, scale=3) @ base
+        u = lll_reduce(skewed)
+        assert round(abs(np.linalg.det(u))) == 1 and np.array_equal(u, np.rint(u))
+        reduced = u @ skewed
+        assert np.linalg.norm(reduced, axis=1).max() <= np.linalg.norm(skewed, axis=1).max() + 1e-9
+        # LLL on 3 vectors: the shortest is within a factor 2 of the shortest lattice vector
+        assert (
+            np.linalg.norm(reduced, axis=1).min() <= 2 * np.linalg.norm(base, axis=1).min() + 1e-9
+        )

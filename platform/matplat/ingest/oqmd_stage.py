@@ -96,7 +96,7 @@ class Staging:
             if (
                 table in ("atoms", "structures")
                 and self.needed_structures is None
-                and _SELECTION_INPUTS <= self._closed
+                and self._closed >= _SELECTION_INPUTS
                 and self.on_inputs_complete is not None
             ):
                 self.needed_structures = self.on_inputs_complete(self)
@@ -120,7 +120,9 @@ class Staging:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
     # -- per table -------------------------------------------------------------------------
-    def _codes(self, batch: RowBatch, name: str, mapping: Callable[[str], int], null: int) -> np.ndarray:
+    def _codes(
+        self, batch: RowBatch, name: str, mapping: Callable[[str], int], null: int
+    ) -> np.ndarray:
         codes, cats = batch.codes(name)
         lut = np.array([mapping(c) for c in cats] + [null], dtype=np.int64)
         return lut[codes]  # code -1 (NULL) picks the last entry

@@ -274,6 +274,11 @@ class _Reader:
         while self._skip_ignorable():
             yield from self._statement()
         yield from self._flush()
+        if self.statements == 0:
+            raise DumpFormatError(
+                f"{self._where(len(self.buf))}: the file holds no SQL statement, only comments "
+                f"or blanks: not a mysqldump file, or one truncated within its header"
+            )
         if self.saw_header and not self.saw_trailer:
             raise DumpFormatError(
                 f"{self._where(len(self.buf))}: the file ends without mysqldump's closing "
@@ -366,6 +371,13 @@ class _Reader:
             self.pos = self._scan_statement_end()
         else:
             found = self.buf[self.pos : self.pos + 24]
+            rest = self.buf[self.pos :]
+            if self.eof and b"\n" not in rest and self.delim not in rest:
+                maybe = "" if (self.statements or self.saw_header) else "not a mysqldump file, or "
+                raise DumpFormatError(
+                    f"{self._where(len(self.buf))}: unexpected end of file inside a statement "
+                    f"that began with {found!r}: {maybe}the dump is truncated"
+                )
             if self.statements == 0 and not self.saw_header:
                 raise DumpFormatError(
                     f"{self._where(self.pos)}: this does not look like a mysqldump file: "

@@ -388,8 +388,9 @@ except ImportError:  # pragma: no cover - exercised only where pyarrow is missin
     _pacsv = None
 
 _ARROW_ESC_RE = re.compile(rb"\\[0bnrtZ%_]")
-# Literal forms Arrow would read as plain text when they stand in a text column.
-_ODD_TEXT = r"""^(?:0[xX]|[xXbB]'|_[A-Za-z0-9]+\s*'|")"""
+# Literal forms Arrow would read as plain text when they stand in a text column,
+# or with whitespace around a quoted value, which Arrow would keep as part of the text.
+_ODD_TEXT = r"""^(?:0[xX]|[xXbB]'|_[A-Za-z0-9]+\s*'|")|^\s|\s$"""
 _ARROW_BLOCK = 1 << 20
 
 
