@@ -55,3 +55,25 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("PLATFORM_DATABASE_URL", "PLATFORM_BROKER_URL", "PLATFORM_DEVICE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def sample_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic OQMD dump (120 entries), written once per test session."""
+    from pipeline_fixture import make_dump
+
+    return make_dump(tmp_path_factory.mktemp("dumps"))
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             sample_dump: Path) -> Iterator[TestDatabase]:
+    """Ingest → graphs → train v3 and v4 → predict, once per engine and test module."""
+    from pipeline_fixture import build_pipeline
+
+    database = build_pipeline(request.param, tmp_path_factory.mktemp(request.param), sample_dump)
+    try:
+        yield database
+    finally:
+        dispose_engines()
+        database.drop()

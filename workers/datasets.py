@@ -55,7 +55,7 @@ def check_targets(targets: list[str]) -> list[str]:
 def _fingerprint(engine: Engine, recipe_id: int, where: str) -> str:
     sql = text(
         "SELECT count(*), COALESCE(SUM(g.structure_id), 0), COALESCE(MAX(g.structure_id), 0), "
-        "COALESCE(SUM(g.nedges), 0), COALESCE(MAX(m.updated_at), '') FROM crystal_graphs g "
+        "COALESCE(SUM(g.nedges), 0), COALESCE(CAST(MAX(m.updated_at) AS CHAR(40)), '') FROM crystal_graphs g "
         f"JOIN structures s ON s.id = g.structure_id JOIN materials m ON m.id = s.material_id "
         f"WHERE g.recipe_id = :r AND g.status = 'ok' {where}")
     with engine.connect() as conn:

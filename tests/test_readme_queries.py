@@ -1,0 +1,147 @@
+"""Every example query of the README, on all three engines, against independently computed
+answers (pandas over the base tables, not the views)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from matplat.services.query import run_query
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_queries() -> dict[str, str]:
+    body = README.read_text(encoding="utf-8")
+    found = re.findall(r"<!-- readme-query: (\w+) -->\s*```sql\n(.*?)```", body, flags=re.DOTALL)
+    return {name: sql.strip() for name, sql in found}
+
+
+def test_readme_has_the_example_queries() -> None:
+    assert set(readme_queries()) == {"screening", "error_by_spacegroup", "error_by_chemistry",
+                                     "compare_models", "elements_present", "leaderboard"}
+
+
+def frames(engine) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    out = {}
+    with engine.connect() as conn:
+        for name, sql in {
+            "pred": "SELECT mv.tag, p.material_id, p.property, p.value FROM predictions p "
+                    "JOIN model_versions mv ON mv.id = p.model_version_id",
+            "dft": "SELECT material_id, formation_energy, volume_per_atom, band_gap, "
+                   "magnetization, volume_deviation FROM dft_properties",
+            "mat": "SELECT id AS material_id, formula, spacegroup FROM materials",
+            "split": "SELECT mv.tag, sm.material_id, sm.subset FROM split_members sm "
+                     "JOIN model_versions mv ON mv.split_id = sm.split_id",
+            "elem": "SELECT material_id, element FROM material_elements",
+        }.items():
+            res = conn.execute(text(sql))
+            out[name] = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+    dft = out["dft"].melt(id_vars="material_id", var_name="property", value_name="dft")
+    p = out["pred"].merge(dft, on=["material_id", "property"], how="left")
+    p = p.merge(out["mat"], on="material_id").merge(out["split"], on=["tag", "material_id"],
+                                                   how="left")
+    p["dft"] = p["dft"].astype(float)
+    p["abs_error"] = (p["value"] - p["dft"]).abs()
+    out["p"] = p
+    return out
+
+
+def close(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(actual.columns) == list(expected.columns)
+    assert len(actual) == len(expected)
+    a = actual.reset_index(drop=True)
+    e = expected.reset_index(drop=True)
+    for col in a.columns:
+        if e[col].dtype.kind in "fc" or a[col].dtype.kind in "fc":
+            np.testing.assert_allclose(a[col].astype(float), e[col].astype(float), rtol=1e-9,
+                                       atol=1e-12, equal_nan=True)
+        else:
+            assert a[col].astype(str).tolist() == e[col].astype(str).tolist(), col
+
+
+def test_screening(pipeline) -> None:
+    f = frames(pipeline.engine)
+    p = f["p"]
+    bg = p[(p.tag == "v3") & (p.property == "band_gap")]
+    fe = p[(p.tag == "v3") & (p.property == "formation_energy")][["material_id", "value"]]
+    m = bg.merge(fe, on="material_id", suffixes=("", "_fe"))
+    pb = set(f["elem"][f["elem"].element == "Pb"].material_id)
+    m = m[(m.value >= 1) & (m.value <= 3) & (m.value_fe < -1) & ~m.material_id.isin(pb)]
+    expected = pd.DataFrame({"material_id": m.material_id, "formula": m.formula,
+                             "band_gap": m.value, "formation_energy": m.value_fe,
+                             "band_gap_dft": m.dft, "band_gap_error": m.abs_error}
+                            ).sort_values("material_id")
+    close(run_query(pipeline.engine, readme_queries()["screening"]), expected)
+
+
+def test_error_by_spacegroup(pipeline) -> None:
+    p = frames(pipeline.engine)["p"]
+    t = p[(p.tag == "v3") & (p.subset == "test") & p.abs_error.notna()]
+    assert len(t) > 0, "the test split must hold materials with DFT values"
+    g = t.groupby(["spacegroup", "property"], dropna=False).abs_error.agg(["count", "mean"])
+    expected = g.reset_index().rename(columns={"count": "n", "mean": "mae"})
+    expected = expected.sort_values(["spacegroup", "property"], na_position="first")
+    actual = run_query(pipeline.engine, readme_queries()["error_by_spacegroup"])
+    if pipeline.kind == "postgresql":  # PostgreSQL sorts NULL last
+        expected = expected.sort_values(["spacegroup", "property"], na_position="last")
+    close(actual, expected)
+
+
+def test_error_by_chemistry(pipeline) -> None:
+    f = frames(pipeline.engine)
+    p = f["p"]
+    oxides = set(f["elem"][f["elem"].element == "O"].material_id)
+    t = p[(p.tag == "v3") & (p.property == "formation_energy") & p.abs_error.notna()].copy()
+    t["chemistry"] = np.where(t.material_id.isin(oxides), "oxide", "other")
+    expected = t.groupby("chemistry").abs_error.agg(["count", "mean"]).reset_index().rename(
+        columns={"count": "n", "mean": "mae"}).sort_values("chemistry")
+    assert set(expected.chemistry) == {"oxide", "other"}
+    close(run_query(pipeline.engine, readme_queries()["error_by_chemistry"]), expected)
+
+
+def test_compare_models(pipeline) -> None:
+    p = frames(pipeline.engine)["p"]
+    a = p[(p.tag == "v3") & p.abs_error.notna()]
+    b = p[p.tag == "v4"][["material_id", "property", "abs_error"]]
+    m = a.merge(b, on=["material_id", "property"], suffixes=("", "_b"))
+    expected = m.groupby("property").agg(n=("abs_error", "count"), mae_v3=("abs_error", "mean"),
+                                         mae_v4=("abs_error_b", "mean")).reset_index()
+    closer = m.assign(c=(m.abs_error_b < m.abs_error).astype(int)).groupby("property").c.sum()
+    expected["v4_closer"] = expected.property.map(closer)
+    assert len(expected) == 4
+    close(run_query(pipeline.engine, readme_queries()["compare_models"]), expected)
+
+
+def test_elements_present(pipeline) -> None:
+    f = frames(pipeline.engine)
+    elem = f["elem"]
+    by_mat = elem.groupby("material_id").element.apply(set)
+    # two elements that occur together in some material
+    pair = sorted(next(s for s in by_mat if len(s) >= 2))[:2]
+    hit = sorted(mid for mid, s in by_mat.items() if set(pair) <= s)
+    actual = run_query(pipeline.engine, readme_queries()["elements_present"],
+                       {"a": pair[0], "b": pair[1]})
+    assert actual.material_id.tolist() == hit and len(hit) >= 1
+    dft = f["dft"].set_index("material_id")
+    np.testing.assert_allclose(actual.formation_energy.astype(float),
+                               dft.loc[hit, "formation_energy"].astype(float), equal_nan=True)
+
+
+def test_leaderboard(pipeline) -> None:
+    p = frames(pipeline.engine)["p"]
+    actual = run_query(pipeline.engine, readme_queries()["leaderboard"])
+    assert set(actual.model_tag) == {"v3", "v4"}
+    for row in actual.itertuples():
+        t = p[(p.tag == row.model_tag) & (p.property == row.property) & (p.subset == "test")
+              & p.abs_error.notna()]
+        assert row.n == len(t)
+        assert row.mae == pytest.approx(t.abs_error.mean(), rel=1e-9)
+        assert row.rmse == pytest.approx(np.sqrt(((t.value - t.dft) ** 2).mean()), rel=1e-9)
+    maes = actual.groupby("property").mae.apply(list)
+    assert all(v == sorted(v) for v in maes)
