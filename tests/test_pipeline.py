@@ -99,3 +99,18 @@ def test_aliases_and_errors(pipeline) -> None:
     assert r.exit_code == 1 and "--where" in r.output
     r = invoke(url, "models", "list", "--format", "json")
     assert {m["tag"] for m in json.loads(r.output)} >= {"v3", "v4"}
+
+
+def test_export_predictions_and_parquet_query(pipeline, tmp_path: Path) -> None:
+    import pandas as pd
+
+    invoke(pipeline.url, "export", "predictions", "--model-tag", "v3", str(tmp_path / "p.parquet"))
+    df = pd.read_parquet(tmp_path / "p.parquet")
+    n = scalar(pipeline.engine, "SELECT count(*) FROM prediction_results WHERE model_tag = 'v3'")
+    assert len(df) == n and set(df.property) == {"formation_energy", "band_gap",
+                                                 "magnetization", "volume_deviation"}
+    invoke(pipeline.url, "export", "predictions", "--model-tag", "v3", str(tmp_path / "p.csv"))
+    assert len(pd.read_csv(tmp_path / "p.csv")) == n
+    r = invoke(pipeline.url, "export", "predictions", "--model-tag", "zz", str(tmp_path / "x.csv"),
+               ok=False)
+    assert r.exit_code == 1 and "zz" in r.output

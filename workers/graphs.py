@@ -117,10 +117,17 @@ def load_structures(engine: Engine, ids: np.ndarray) -> list[StructureArrays]:
             for sid, lat, frac, z in conn.execute(
                 stmt, {"ids": [int(x) for x in ids[i : i + 5000]]}
             ):
+                # Graph-only materials (imported CGNN data sets) have no lattice: NaN fails
+                # the build with a recorded reason instead of stopping the chunk.
+                lattice = (
+                    np.frombuffer(lat, "<f8").reshape(3, 3)
+                    if len(lat) == 72
+                    else np.full((3, 3), np.nan)
+                )
                 out.append(
                     (
                         int(sid),
-                        np.frombuffer(lat, "<f8").reshape(3, 3),
+                        lattice,
                         np.frombuffer(frac, "<f8").reshape(-1, 3),
                         np.frombuffer(z, "<i2").astype(np.int64),
                     )

@@ -48,7 +48,9 @@ def ingest(
 ) -> None:
     """Stream an OQMD mysqldump (PATH: .sql, .sql.gz, or - for stdin) into the database.
 
-    PATH may also be a live qmdb server (mysql+pymysql://user@host/qmdb). Rerunning on the same
+    PATH may also be a live qmdb server (mysql+pymysql://user@host/qmdb), or a folder in the
+    CGNN reference format (graph_data.npz, config.json, targets.csv, split.json), whose graphs
+    are stored under the recipe dataset:<folder name>. Rerunning on the same
     dump changes nothing; a newer dump adds new entries and updates changed ones.
     """
     from matplat.ingest import loader
@@ -77,7 +79,15 @@ def ingest(
         if path != "-":
             p = Path(path)
             if p.is_dir():
-                raise InputError(f"{path}: is a directory; expected a .sql or .sql.gz dump")
+                from workers.cgnn_dataset import import_dataset
+
+                d = import_dataset(engine, p)
+                click.echo(
+                    f"imported {d.graphs} graphs from {path} as recipe {d.recipe} "
+                    f"({d.materials_created} new graph-only materials, "
+                    f"{d.materials_matched} matched existing ones, {d.skipped} skipped)"
+                )
+                return
             if not p.is_file():
                 raise InputError(f"{path}: no such file")
             file_size = p.stat().st_size

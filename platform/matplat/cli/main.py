@@ -62,7 +62,7 @@ def cli(
 
 
 def _register() -> None:
-    from matplat.cli import db, graphs, ingest, models, query, sample, status, train
+    from matplat.cli import db, export, graphs, ingest, models, query, sample, status, train
 
     cli.add_command(db.db)
     cli.add_command(status.status)
@@ -73,6 +73,7 @@ def _register() -> None:
     cli.add_command(models.models)
     cli.add_command(train.train)
     cli.add_command(train.predict)
+    cli.add_command(export.export)
 
 
 _register()

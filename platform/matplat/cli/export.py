@@ -1,0 +1,64 @@
+"""``platform export``: data out of the platform (reference CGNN format, predictions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from matplat.cli.context import AppContext, pass_app
+from matplat.errors import InputError
+from matplat.services.query import run_query
+
+
+@click.group()
+def export() -> None:
+    """Export graphs in the CGNN reference format, or predictions as CSV/Parquet."""
+
+
+@export.command("cgnn-dataset")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--recipe", default="cgc", show_default=True)
+@click.option(
+    "--split",
+    "split_name",
+    help="Write this stored split to split.json "
+    "(default: the reference's formula-grouped split, seed 12345).",
+)
+@pass_app
+def cgnn_dataset(app: AppContext, directory: str, recipe: str, split_name: str | None) -> None:
+    """Write graph_data.npz, config.json, targets.csv and split.json into DIRECTORY."""
+    from workers.cgnn_dataset import export_dataset
+
+    s = export_dataset(app.engine(), Path(directory), recipe, split_name)
+    click.echo(
+        f"wrote {s.graphs} graphs of recipe {recipe} to {directory}"
+        + (f" ({s.skipped} skipped: species outside the 89-species table)" if s.skipped else "")
+    )
+
+
+@export.command("predictions")
+@click.option("--model-tag", "tag", required=True)
+@click.argument("file", type=click.Path(dir_okay=False))
+@pass_app
+def predictions(app: AppContext, tag: str, file: str) -> None:
+    """Write the prediction_results rows of model TAG to FILE (.csv or .parquet)."""
+    from matplat.db.session import session_factory
+    from matplat.services import registry
+
+    engine = app.engine()
+    with session_factory(engine)() as s:
+        registry.get_version(s, tag)
+    df = run_query(
+        engine,
+        "SELECT * FROM prediction_results WHERE model_tag = :t ORDER BY material_id, property",
+        {"t": tag},
+    )
+    path = Path(file)
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        raise InputError(f"{file}: expected a .csv or .parquet file name")
+    click.echo(f"wrote {len(df)} predictions of {tag} to {file}")
