@@ -15,8 +15,7 @@ from matplat.cli import cli
 from matplat.ingest.loader import load_chunks
 from matplat.ingest.oqmd import extract_dump
 
-TABLES = ("materials", "structures", "sites", "material_elements", "dft_properties",
-          "ingest_runs")
+TABLES = ("materials", "structures", "sites", "material_elements", "dft_properties", "ingest_runs")
 
 
 def run(url: str, *args: str):  # type: ignore[no-untyped-def]
@@ -38,20 +37,27 @@ def expected_chunks(path: Path, rule: str, tmp: Path) -> list:
 
 
 @pytest.mark.parametrize("rule", ["cgnn", "oqmd-api"])
-def test_ingest_reproduces_every_value_exactly(db, sample_dump: Path, tmp_path: Path,
-                                               rule: str) -> None:
+def test_ingest_reproduces_every_value_exactly(
+    db, sample_dump: Path, tmp_path: Path, rule: str
+) -> None:
     r = run(db.url, "ingest", str(sample_dump), "--rule", rule)
     assert r.exit_code == 0, r.output
     chunks = expected_chunks(sample_dump, rule, tmp_path)
     n = sum(len(c) for c in chunks)
     assert n > 50
     with db.engine.connect() as conn:
-        rows = {sid: row for sid, *row in conn.execute(text(
-            "SELECT m.source_id, m.formula, m.natoms, s.lattice, s.frac_coords, s.atomic_numbers,"
-            " s.volume, d.formation_energy, d.band_gap, d.magnetization, d.volume_per_atom, "
-            "d.volume_deviation, d.selection_rule, m.id FROM materials m "
-            "JOIN structures s ON s.material_id = m.id "
-            "JOIN dft_properties d ON d.material_id = m.id"))}
+        rows = {
+            sid: row
+            for sid, *row in conn.execute(
+                text(
+                    "SELECT m.source_id, m.formula, m.natoms, s.lattice, s.frac_coords, s.atomic_numbers,"
+                    " s.volume, d.formation_energy, d.band_gap, d.magnetization, d.volume_per_atom, "
+                    "d.volume_deviation, d.selection_rule, m.id FROM materials m "
+                    "JOIN structures s ON s.material_id = m.id "
+                    "JOIN dft_properties d ON d.material_id = m.id"
+                )
+            )
+        }
         site_count = conn.execute(text("SELECT count(*) FROM sites")).scalar_one()
     assert len(rows) == n
     total_sites = 0
@@ -65,8 +71,15 @@ def test_ingest_reproduces_every_value_exactly(db, sample_dump: Path, tmp_path: 
             assert bytes(row[3]) == np.ascontiguousarray(c.frac_coords[a:b], "<f8").tobytes()
             assert bytes(row[4]) == np.ascontiguousarray(c.atomic_numbers[a:b], "<i2").tobytes()
             assert row[5] == c.volume[i]
-            for k, name in enumerate(("formation_energy", "band_gap", "magnetization",
-                                      "volume_per_atom", "volume_deviation")):
+            for k, name in enumerate(
+                (
+                    "formation_energy",
+                    "band_gap",
+                    "magnetization",
+                    "volume_per_atom",
+                    "volume_deviation",
+                )
+            ):
                 want = float(getattr(c, name)[i])
                 got = row[6 + k]
                 assert (got is None and np.isnan(want)) or got == want, (sid, name, got, want)
@@ -77,18 +90,27 @@ def test_ingest_reproduces_every_value_exactly(db, sample_dump: Path, tmp_path: 
 def test_sites_and_elements_match_structures(db, sample_dump: Path) -> None:
     assert run(db.url, "ingest", str(sample_dump)).exit_code == 0
     with db.engine.connect() as conn:
-        s = conn.execute(text("SELECT id, frac_coords, atomic_numbers FROM structures "
-                              "ORDER BY id LIMIT 5")).all()
+        s = conn.execute(
+            text("SELECT id, frac_coords, atomic_numbers FROM structures ORDER BY id LIMIT 5")
+        ).all()
         for sid, frac, z in s:
-            sites = conn.execute(text("SELECT site_index, atomic_number, x, y, z FROM sites "
-                                      "WHERE structure_id = :s ORDER BY site_index"), {"s": sid}).all()
+            sites = conn.execute(
+                text(
+                    "SELECT site_index, atomic_number, x, y, z FROM sites "
+                    "WHERE structure_id = :s ORDER BY site_index"
+                ),
+                {"s": sid},
+            ).all()
             f = np.frombuffer(frac, "<f8").reshape(-1, 3)
             assert [r[1] for r in sites] == np.frombuffer(z, "<i2").tolist()
             assert np.array([r[2:] for r in sites]).tolist() == f.tolist()
-        bad = conn.execute(text(
-            "SELECT count(*) FROM (SELECT e.material_id FROM material_elements e "
-            "GROUP BY e.material_id HAVING SUM(e.count) <> (SELECT natoms FROM materials m "
-            "WHERE m.id = e.material_id)) x")).scalar_one()
+        bad = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT e.material_id FROM material_elements e "
+                "GROUP BY e.material_id HAVING SUM(e.count) <> (SELECT natoms FROM materials m "
+                "WHERE m.id = e.material_id)) x"
+            )
+        ).scalar_one()
     assert bad == 0
 
 
@@ -111,9 +133,13 @@ def test_reingest_and_newer_dump(db, sample_dump: Path, tmp_path: Path) -> None:
     assert (summary.added, summary.updated) == (0, 1)
     assert summary.unchanged == before["materials"] - 1
     with db.engine.connect() as conn:
-        fe = conn.execute(text("SELECT d.formation_energy FROM dft_properties d JOIN materials m "
-                               "ON m.id = d.material_id WHERE m.source_id = :s"),
-                          {"s": str(int(c.source_id[0]))}).scalar_one()
+        fe = conn.execute(
+            text(
+                "SELECT d.formation_energy FROM dft_properties d JOIN materials m "
+                "ON m.id = d.material_id WHERE m.source_id = :s"
+            ),
+            {"s": str(int(c.source_id[0]))},
+        ).scalar_one()
     assert fe == c.formation_energy[0]
     assert counts(db.engine)["sites"] == before["sites"]
 
@@ -139,8 +165,15 @@ def test_dry_run_and_limit(db, sample_dump: Path, tmp_path: Path) -> None:
     r = run(db.url, "ingest", str(sample_dump), "--dry-run")
     assert r.exit_code == 0 and "nothing was written" in r.output
     assert counts(db.engine)["materials"] == 0 and counts(db.engine)["ingest_runs"] == 0
-    r = run(db.url, "ingest", str(sample_dump), "--limit", "10", "--rejects",
-            str(tmp_path / "rejects.tsv"))
+    r = run(
+        db.url,
+        "ingest",
+        str(sample_dump),
+        "--limit",
+        "10",
+        "--rejects",
+        str(tmp_path / "rejects.tsv"),
+    )
     assert r.exit_code == 0
     assert counts(db.engine)["materials"] <= 10
     assert (tmp_path / "rejects.tsv").read_text().startswith("source_id\treason")
@@ -152,8 +185,9 @@ def test_interrupt_rolls_back(db, sample_dump: Path, tmp_path: Path) -> None:
     before = snapshot(db.engine)
 
     def interrupted():  # type: ignore[no-untyped-def]
-        for i, chunk in enumerate(extract_dump(sample_dump, "cgnn", workdir=tmp_path,
-                                               chunk_size=20)):
+        for i, chunk in enumerate(
+            extract_dump(sample_dump, "cgnn", workdir=tmp_path, chunk_size=20)
+        ):
             if i == 2:
                 raise KeyboardInterrupt
             yield chunk

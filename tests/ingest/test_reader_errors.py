@@ -38,7 +38,17 @@ def test_truncated_anywhere_is_an_error_with_the_offset(small_dump: Path, tmp_pa
     # Evenly spaced cuts plus cuts at the most delicate places: inside values, strings,
     # escapes, right after a row, right before the terminator, inside comments.
     cuts = set(range(1, end, max(1, end // 150)))
-    for marker in (b"),(", b"\\'", b"'", b";\n", b"VALUES ", b"/*!", b"-- ", b"CREATE TABLE", b"e-"):
+    for marker in (
+        b"),(",
+        b"\\'",
+        b"'",
+        b";\n",
+        b"VALUES ",
+        b"/*!",
+        b"-- ",
+        b"CREATE TABLE",
+        b"e-",
+    ):
         for m in list(re.finditer(re.escape(marker), data))[:6]:
             cuts.update({m.start(), m.start() + 1, m.end()})
     cut_path = tmp_path / "cut.sql"
@@ -106,7 +116,7 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
         (b"(4,'d',5)", r"row 4 .*3 values"),
         (b"(4,notavalue)", r"row 4 .*expected a value"),
         (b"(x,'d')", r"row 4 .*expected a value"),
-        (b"(4,'d')junk", r"row 4 .*expected ',' between rows"),
+        (b"(4,'d')junk", r"row 4 .*expected ',' and the next row"),
         (b"(4,,'d')", r"row 4 .*expected a value"),
     ],
 )
@@ -190,7 +200,9 @@ def test_stdin_plain_and_gzip(small_dump: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'platform'}{os.pathsep}{ROOT}"}
     for src in (small_dump, gz):
         with open(src, "rb") as fh:
-            res = subprocess.run([sys.executable, "-c", code], stdin=fh, capture_output=True, env=env)
+            res = subprocess.run(
+                [sys.executable, "-c", code], stdin=fh, capture_output=True, env=env
+            )
         assert res.returncode == 0, res.stderr.decode()
         assert res.stdout.decode().strip() == expected
 
@@ -199,3 +211,15 @@ def test_stream_argument_is_not_closed(small_dump: Path) -> None:
     buf = io.BytesIO(gzip.compress(small_dump.read_bytes()))
     assert _consume(buf, {"entries"})
     assert not buf.closed
+
+
+def test_stopping_early_stops_the_decompression_thread(small_dump: Path, tmp_path: Path) -> None:
+    import threading
+
+    gz = tmp_path / "d.sql.gz"
+    gz.write_bytes(gzip.compress(small_dump.read_bytes() * 150, compresslevel=1))  # > the queue
+    it = iter_dump(gz, {"atoms"}, batch_rows=10)
+    assert len(next(it)) == 10
+    assert any(t.name.startswith("matplat-gzip") for t in threading.enumerate())
+    it.close()
+    assert not any(t.name.startswith("matplat-gzip") for t in threading.enumerate())

@@ -28,7 +28,9 @@ def read(text: bytes, **kw: object) -> dict[str, list[tuple]]:
 
 
 def test_statements_comments_delimiters_views_triggers() -> None:
-    text = HEADER + b"""/*M!999999\\- enable the sandbox mode */
+    text = (
+        HEADER
+        + b"""/*M!999999\\- enable the sandbox mode */
 # a hash comment; with a semicolon
 --
 /*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
@@ -65,10 +67,18 @@ DELIMITER ;
 DELIMITER $$
 CREATE PROCEDURE p() BEGIN SELECT 1; END$$
 DELIMITER ;
-""" + TRAILER
+"""
+        + TRAILER
+    )
     got = read(text)
     assert got == {
-        "t": [(1, "a", 1.5, "a"), (2, None, -3.0, "b)"), (3, "c", None, None), (7.0, 4), (5, "lower", 0.0, "a")]
+        "t": [
+            (1, "a", 1.5, "a"),
+            (2, None, -3.0, "b)"),
+            (3, "c", None, None),
+            (7.0, 4),
+            (5, "lower", 0.0, "a"),
+        ]
     }
     batches = list(iter_dump(io.BytesIO(text)))
     assert [b.columns for b in batches][-2:] == [["v", "id"], ["id", "group", "v", "e"]]
@@ -80,7 +90,11 @@ def test_create_table_parsing() -> None:
         b" `c,d` varchar(5) DEFAULT ',', KEY k (a), CHECK (b > 0)) ENGINE=InnoDB"
     )
     assert table == "we`ird"
-    assert cols == [("a", "int(11)"), ("b", "double precision NOT NULL"), ("c,d", "varchar(5) DEFAULT ','")]
+    assert cols == [
+        ("a", "int(11)"),
+        ("b", "double precision NOT NULL"),
+        ("c,d", "varchar(5) DEFAULT ','"),
+    ]
     assert parse_create_table(b"CREATE VIEW v AS SELECT 1") is None
 
 
@@ -96,7 +110,13 @@ ESCAPED = [
 
 @pytest.mark.parametrize(("literal", "value"), ESCAPED)
 def test_text_literals(literal: bytes, value: str | None) -> None:
-    text = b"CREATE TABLE `t` (`s` longtext);\nINSERT INTO `t` VALUES (" + literal + b"),(" + literal + b");\n"
+    text = (
+        b"CREATE TABLE `t` (`s` longtext);\nINSERT INTO `t` VALUES ("
+        + literal
+        + b"),("
+        + literal
+        + b");\n"
+    )
     assert read(text) == {"t": [(value,), (value,)]}
 
 
@@ -123,7 +143,12 @@ def test_text_literals(literal: bytes, value: str | None) -> None:
     ],
 )
 def test_typed_literals(literal: bytes, kind: str, value: object) -> None:
-    text = f"CREATE TABLE `t` (`v` {kind});\n".encode() + b"INSERT INTO `t` VALUES (" + literal + b");\n"
+    text = (
+        f"CREATE TABLE `t` (`v` {kind});\n".encode()
+        + b"INSERT INTO `t` VALUES ("
+        + literal
+        + b");\n"
+    )
     (got,) = read(text)["t"]
     assert type(got[0]) is type(value)
     if isinstance(value, float):
@@ -138,15 +163,31 @@ _ALPHABET = ["a", "Z", "0", "'", '"', "\\", "\0", "\n", "\r", "\t", "\x1a", "\x0
 
 
 def _sql_text(s: str) -> str:
-    table = {"\\": "\\\\", "'": "\\'", "\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z", '"': '\\"'}
+    table = {
+        "\\": "\\\\",
+        "'": "\\'",
+        "\0": "\\0",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\x1a": "\\Z",
+        '"': '\\"',
+    }
     return "'" + "".join(table.get(c, c) for c in s) + "'"
 
 
 def _random_rows(rng: random.Random, n: int) -> tuple[list[tuple], list[str]]:
     rows, texts = [], []
     for i in range(n):
-        s = None if rng.random() < 0.1 else "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 12)))
-        f = None if rng.random() < 0.1 else rng.choice([rng.random(), 5e-324, -0.0, 1e308, 3.0, -1e-7])
+        s = (
+            None
+            if rng.random() < 0.1
+            else "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 12)))
+        )
+        f = (
+            None
+            if rng.random() < 0.1
+            else rng.choice([rng.random(), 5e-324, -0.0, 1e308, 3.0, -1e-7])
+        )
         k = None if rng.random() < 0.1 else rng.randint(-(2**62), 2**62)
         rows.append((i, s, f, k))
         fs = "NULL" if f is None else repr(f).removesuffix(".0")
@@ -171,16 +212,20 @@ def test_tiers_agree_on_random_rows(seed: int) -> None:
         if arrow is not None:  # declines when escapes it cannot mirror are present
             assert [c.to_pylist() for c in arrow[0]] == exact
         # and through the reader, which picks a tier per statement
-        sql = b"CREATE TABLE `t` (`id` int, `s` text, `f` double, `k` bigint);\nINSERT INTO `t` VALUES " + body + b";\n"
+        sql = (
+            b"CREATE TABLE `t` (`id` int, `s` text, `f` double, `k` bigint);\nINSERT INTO `t` VALUES "
+            + body
+            + b";\n"
+        )
         got = read(sql)["t"]
-        assert [tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in r) for r in got] == [
-            tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in r) for r in rows
-        ]
+        assert [
+            tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in r) for r in got
+        ] == [tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in r) for r in rows]
 
 
 def test_arrow_tier_is_used_and_exact_on_numeric_rows() -> None:
     shape = TableShape("t", ["id", "x", "s"], ["int", "float", "str"])
-    body = b"(1,0.1,'Fe'),(2,5e-324,'O'),(3,-0,'NULL'),(4,NULL,NULL),(5,1e308,'a''b\\\\')"
+    body = b"(1,0.1,'Fe'),(2,5e-324,'O'),(3,-0,'NULL'),(4,NULL,NULL),(5,1e308,'a\\'b\\\\')"
     res = values.parse_arrow(shape, [body, body])
     assert res is not None
     cols, counts = res
@@ -195,6 +240,10 @@ def test_arrow_tier_is_used_and_exact_on_numeric_rows() -> None:
     assert values.parse_arrow(shape, [b"(1,0.1,'\\n')"]) is None  # an escape Arrow would drop
     assert values.parse_arrow(shape, [b"(1,0.1,0x41)"]) is None  # hex in a text column
     assert values.parse_arrow(shape, [b"(1,0.1,'a')x,(2,0.2,'b')"]) is None  # junk between rows
+    assert values.parse_arrow(shape, [b"(1,0.1,notquoted)"]) is None  # unquoted text
+    assert values.parse_arrow(shape, [b"(1,0.1,'a' 'b')"]) is None  # adjacent literals
+    assert values.parse_arrow(shape, [b"(1,0.1,'a''b')"]) is None  # doubled quote
+    assert values.parse_arrow(shape, [b"(1,0.1, 'a')"]) is None  # space before a quote
 
 
 def test_tiny_chunks_and_giant_statements_give_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,7 +297,9 @@ def test_rowbatch_api() -> None:
     assert b.nulls("x").tolist() == [False, True, False]
     s = b.slice(1, 3)
     assert s.offset == 11 and s.rows == [(2, None, None), (3, "Fe", 2.0)]
-    c = RowBatch.from_columns("t", ["a", "s", "x"], [[1, 2, 3], ["Fe", None, "Fe"], [0.5, None, 2.0]], 10)
+    c = RowBatch.from_columns(
+        "t", ["a", "s", "x"], [[1, 2, 3], ["Fe", None, "Fe"], [0.5, None, 2.0]], 10
+    )
     assert c == b and c.rows == b.rows
     with pytest.raises(KeyError, match="no column"):
         b.column("nope")

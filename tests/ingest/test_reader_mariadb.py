@@ -74,7 +74,9 @@ def _rows() -> list[tuple]:
                 None if k % 4 == 3 else blob_all[k % 7 :] + s.encode() + b"\xff\xfe\x00\x80",
                 None if k % 3 == 2 else bytes([k, 0, 255, 39, 92]),
                 None if k % 5 == 0 else k * 37 % 1024,
-                None if k % 12 == 0 else dt.datetime(2000 + k % 30, 1 + k % 12, 1 + k % 28, k % 24, k % 60, k % 60),
+                None
+                if k % 12 == 0
+                else dt.datetime(2000 + k % 30, 1 + k % 12, 1 + k % 28, k % 24, k % 60, k % 60),
             )
         )
     rows.append((1000, 0, 0, 0, 0.0, 0.0, decimal.Decimal("0"), "h" * 200, "é" * 1_500_000,
@@ -104,7 +106,9 @@ def _fill(db: MariaDB) -> list[tuple]:
     db.execute(AWKWARD_DDL)
     rows = _rows()
     db.executemany("INSERT INTO awkward VALUES (" + ",".join(["%s"] * 13) + ")", rows)
-    server = db.query("SELECT id,i,big,tiny,d,f,`dec`,s,t,b,vb,CAST(bits AS UNSIGNED),`when` FROM awkward ORDER BY id")
+    server = db.query(
+        "SELECT id,i,big,tiny,d,f,`dec`,s,t,b,vb,CAST(bits AS UNSIGNED),`when` FROM awkward ORDER BY id"
+    )
     for sent, got in zip(rows, server, strict=True):  # text and blobs stored unchanged
         assert got[7] == sent[7] and got[8] == sent[8] and got[9] == sent[9] and got[10] == sent[10]
     return [_expected(r) for r in server]

@@ -123,8 +123,8 @@ class ThreadedDecompressor(io.RawIOBase):
             if not data:
                 if fed and not d.eof:
                     raise EOFError(
-                        f"{self.kind} data ends before its end-of-stream marker "
-                        f"(after {pos} compressed bytes): the file is truncated"
+                        f"the data ends before its end-of-stream marker (after {pos} "
+                        f"compressed bytes): the file is truncated"
                     )
                 return
             pos += len(data)
@@ -188,6 +188,11 @@ class ThreadedDecompressor(io.RawIOBase):
                 break
             if isinstance(item, BaseException):
                 self._done = True
+                if isinstance(item, (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)):
+                    raise DumpFormatError(
+                        f"{self.name}: corrupt or truncated {self.kind} data near compressed "
+                        f"byte {self.source_position}: {item}"
+                    ) from item
                 raise item
             data, pos = item
             self.source_position = pos

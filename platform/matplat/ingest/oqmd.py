@@ -63,7 +63,7 @@ RULES = ("cgnn", "oqmd-api")
 NEEDED_TABLES = frozenset(NEEDED_COLUMNS)
 _SINGULAR = 1e-6
 _BUCKET_MATERIALS = 1 << 16  # materials per atom bucket file (a multiple of chunk_size)
-_ATOM_STEP = 1 << 22  # staged atoms scanned per step
+_ATOM_STEP = 1 << 20  # staged atoms scanned per step (34 MB)
 _REC = np.dtype([("m", "<i8"), ("id", "<i8"), ("z", "<i2"), ("xyz", "<f8", (3,))])
 _NAN = struct.pack("<d", float("nan"))
 
@@ -311,9 +311,7 @@ class _Emitter:
             valid = np.nonzero(m_sid >= 0)[0]
             order = np.argsort(m_sid[valid], kind="stable")
             keys, mats = m_sid[valid][order], valid[order]
-            atoms = self.stage.atoms()
-            for start in range(0, len(atoms), _ATOM_STEP):
-                a = np.asarray(atoms[start : start + _ATOM_STEP])
+            for a in self.stage.atom_slices(_ATOM_STEP):
                 lo = np.searchsorted(keys, a["sid"], "left")
                 cnt = np.searchsorted(keys, a["sid"], "right") - lo
                 if not cnt.any():
@@ -332,7 +330,6 @@ class _Emitter:
                 for k in range(nb):
                     if cuts[k + 1] > cuts[k]:
                         rec[cuts[k] : cuts[k + 1]].tofile(files[k])
-            del atoms
         finally:
             for f in files:
                 f.close()

@@ -4,7 +4,7 @@ A dump delivers ``atoms`` (the largest table) before ``calculations``, ``entries
 ``formation_energies`` and ``structures``, so nothing is known about which structures
 matter while atoms stream by. Atoms are therefore appended to flat binary files in the
 caller's work directory (structure id, atom id, Z, x, y, z: 34 bytes per atom) and read
-back by memory map later, so memory does not grow with the number of atoms. The needed
+back in slices later, so memory does not grow with the number of atoms. The needed
 columns of the other tables are kept as numpy arrays (about 60 bytes per calculation,
 25 per entry, 25 per formation energy, 100 per structure). When the selection inputs are
 complete before ``structures`` or ``atoms`` arrive (tables come in alphabetical order),
@@ -13,7 +13,7 @@ only the rows of the selected structures are kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -216,12 +216,17 @@ class Staging:
             self._atoms_fh.close()
             self._atoms_fh = None
 
-    def atoms(self) -> np.ndarray:
-        """The staged atoms as a read-only memory map (empty array when none)."""
+    def atom_slices(self, step: int) -> Iterator[np.ndarray]:
+        """The staged atoms, ``step`` records at a time (plain reads: bounded memory)."""
         self.close_atoms()
         if self.n_atoms == 0:
-            return np.zeros(0, dtype=ATOM_DTYPE)
-        return np.memmap(self.atoms_path, dtype=ATOM_DTYPE, mode="r", shape=(self.n_atoms,))
+            return
+        with open(self.atoms_path, "rb") as fh:
+            while True:
+                part = np.fromfile(fh, dtype=ATOM_DTYPE, count=step)
+                if len(part) == 0:
+                    return
+                yield part
 
     def tables(self) -> Tables:
         c = self.column

@@ -373,7 +373,11 @@ class _Reader:
             found = self.buf[self.pos : self.pos + 24]
             rest = self.buf[self.pos :]
             if self.eof and b"\n" not in rest and self.delim not in rest:
-                maybe = "" if (self.statements or self.saw_header) else "not a mysqldump file, or "
+                maybe = (
+                    ""
+                    if (self.statements or self.saw_header)
+                    else "this does not look like a mysqldump file, or "
+                )
                 raise DumpFormatError(
                     f"{self._where(len(self.buf))}: unexpected end of file inside a statement "
                     f"that began with {found!r}: {maybe}the dump is truncated"
@@ -529,7 +533,9 @@ class _Reader:
         """At EOF: end of a body closed by the delimiter without a newline, or -1."""
         tail = self.buf.rstrip()
         if tail.endswith(self.delim) and len(tail) - len(self.delim) >= i:
-            return len(tail) - len(self.delim)
+            body = tail[: len(tail) - len(self.delim)].rstrip()
+            if body.endswith(b")"):  # else the file was cut right after a ';' inside a value
+                return len(tail) - len(self.delim)
         return -1
 
     def _check_row_end(self, j: int, table: str, start_abs: int) -> None:

@@ -210,7 +210,7 @@ class _Generator:
         self.spools = spools
         self.seed = seed
         self.ids = _Ids()
-        self.compositions: set[str] = set()
+        self.compositions: dict[str, str] = {}
         # Long text for the unneeded tables (dos.data, meta_data.value), made once and
         # sliced at line boundaries: formatting it afresh per row would dominate the run.
         rng = np.random.default_rng([seed, 1 << 30])
@@ -330,9 +330,8 @@ class _Generator:
             f"({eid},{_q(path)},{_q(s.prototype or 'random')},{_ints([dup_of])[0]},{ntypes},{n},"
             f"{_q(formula)},NULL,{_q(s.prototype) if s.prototype else 'NULL'})"
         )
-        if formula not in self.compositions:
-            self.compositions.add(formula)
-            rows["compositions"].append(
+        if formula not in self.compositions:  # written at the end, in primary-key order
+            self.compositions[formula] = (
                 f"({_q(formula)},{_q(generic)},{_q(elist)},{ntypes},NULL,NULL,NULL)"
             )
         magnetic = any(e in MAGNETIC for e in s.species)
@@ -603,6 +602,10 @@ def write_sample_dump(
                     gen.block(b, first, min(_BLOCK, entries - first))
                     if progress is not None:
                         progress(min(first + _BLOCK, entries))
+                # mysqldump writes rows in primary-key order; the key is a case-insensitive
+                # varchar here (utf8_general_ci), hence the upper-cased sort key.
+                comps = gen.compositions
+                spools["compositions"].add([comps[f] for f in sorted(comps, key=str.upper)])
             finally:
                 for sp in spools.values():
                     sp.close()
