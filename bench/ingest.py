@@ -10,7 +10,14 @@ written once as .sql and once as .sql.gz, same entries and seed):
 * ``platform --db <url> ingest dump.sql`` as a subprocess into a fresh SQLite file and into a
   fresh PostgreSQL database (each first brought to the head revision with
   ``platform db upgrade``, not timed in the ratio), and into PostgreSQL from the .sql.gz;
-* parse-only: ``platform ingest --dry-run dump.sql`` on a fresh SQLite file.
+* parse-only: ``platform ingest --dry-run dump.sql`` on a fresh SQLite file;
+* diagnostic (unless --no-diagnostic): the PostgreSQL .sql run again into a database whose
+  only difference is ``ALTER DATABASE … SET plan_cache_mode = force_custom_plan``. The
+  loader's per-chunk lookup of existing materials (``source_id IN (2000 parameters)``) is
+  prepared by psycopg after 5 executions; inside the one ingest transaction ``materials`` has
+  no statistics, PostgreSQL switches to a generic plan that scans every material of the run so
+  far and compares each with the 2000 parameters one by one (no hashed IN list), so that
+  lookup grows quadratically. The difference between the two rows is that cost.
 
 Wall time of each subprocess (python start-up, the sha256 pass over the file, parsing and
 loading; the command's own ``seconds`` line is reported too), MB/s of the plain dump's bytes
@@ -106,9 +113,11 @@ class Postgres:
                              autocommit=True) as c:
             c.execute(sql)
 
-    def create(self) -> tuple[str, str]:
+    def create(self, settings: dict[str, str] | None = None) -> tuple[str, str]:
         name = f"bench_ingest_{uuid.uuid4().hex[:10]}"
         self.admin(f"CREATE DATABASE {name}")
+        for key, value in (settings or {}).items():
+            self.admin(f"ALTER DATABASE {name} SET {key} = {value}")
         return name, f"{self.url}/{name}"
 
     def drop(self, name: str) -> None:
@@ -219,6 +228,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--skip-mariadb", action="store_true", help="no mariadb restore baseline")
     ap.add_argument("--skip-postgres", action="store_true")
+    ap.add_argument("--no-diagnostic", action="store_true",
+                    help="skip the extra PostgreSQL run into a database set to "
+                    "plan_cache_mode=force_custom_plan (shows the cost of generic plans)")
     ap.add_argument("--out", type=Path, help="directory for the dumps and results.json "
                     "(default: a temporary directory, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the dumps in --out")
@@ -269,9 +281,13 @@ def main() -> None:
                 p.unlink()
         if not args.skip_postgres:
             pg = Postgres(args.pg_url)
-            for label, path in (("platform ingest .sql → PostgreSQL", sql),
-                                ("platform ingest .sql.gz → PostgreSQL", gz)):
-                name, url = pg.create()
+            runs = [("platform ingest .sql → PostgreSQL", sql, None),
+                    ("platform ingest .sql.gz → PostgreSQL", gz, None)]
+            if not args.no_diagnostic:
+                runs.append(("diagnostic: .sql → PostgreSQL, db plan_cache_mode="
+                             "force_custom_plan", sql, {"plan_cache_mode": "force_custom_plan"}))
+            for label, path, settings in runs:
+                name, url = pg.create(settings)
                 try:
                     rows.append(platform_ingest(label, url, path, plain, args.entries))
                 finally:

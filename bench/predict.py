@@ -20,7 +20,10 @@ ensemble writes them) in chunks of 20k materials, one transaction per chunk as
 ``predict_and_store`` does, against a baseline of plain ``executemany`` of
 ``INSERT INTO predictions … VALUES (…)`` of the same rows in the same chunks, each into its own
 fresh model version of the same database (rows deleted after each, so every writer starts
-from the same table). Alternated, best of ``--writeback-rounds``.
+from the same table). Alternated, best of ``--writeback-rounds``. PostgreSQL also gets a
+diagnostic row: the same ``write_predictions`` calls with ``SET LOCAL session_replication_role
+= replica`` (foreign-key triggers off; superuser only), to show what the per-row FK checks of
+``predictions`` (to materials and model_versions) cost.
 
 Part (b), PostgreSQL only: README query latency. A fresh database with M materials (default
 250k) with compositions (1–5 elements, O in about a quarter of them), space groups, DFT rows
@@ -44,6 +47,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -67,10 +71,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
-try:
+with contextlib.suppress(RuntimeError):  # already set
     torch.set_num_interop_threads(1)
-except RuntimeError:  # pragma: no cover - already set
-    pass
 
 from sqlalchemy import Engine, text  # noqa: E402
 
@@ -88,6 +90,7 @@ README = ROOT / "README.md"
 TARGETS_A = ["formation_energy", "band_gap", "magnetization", "volume_deviation"]  # training default
 PROPS_B = ["formation_energy", "volume_per_atom", "band_gap", "magnetization"]  # README's four
 CHUNK = 20_000
+FK_OFF = "write_predictions, FK triggers off (diagnostic)"
 SMALL_MODEL = {"n_hidden": 32, "n_graph": 64, "n_conv": 2}
 
 
@@ -101,7 +104,8 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------------- databases
 class PgDatabase:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, keep: bool = False) -> None:
+        self.keep = keep
         self.base = base_url.rstrip("/")
         self.name = f"bench_predict_{uuid.uuid4().hex[:10]}"
         self.url = f"{self.base}/{self.name}"
@@ -121,6 +125,9 @@ class PgDatabase:
         from matplat.db.session import dispose_engines
 
         dispose_engines()
+        if self.keep:
+            log(f"kept database {self.url} (drop it yourself)")
+            return
         self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
 
@@ -365,10 +372,12 @@ def plain_executemany(engine: Engine, mv_id: int, mids: np.ndarray, props: list[
 
 
 def bulk_write(engine: Engine, mv_id: int, mids: np.ndarray, props: list[str],
-               values: np.ndarray, unc: np.ndarray) -> None:
+               values: np.ndarray, unc: np.ndarray, pre: str | None = None) -> None:
     for i in range(0, len(mids), CHUNK):
         part = slice(i, i + CHUNK)
         with engine.begin() as conn:
+            if pre:
+                conn.exec_driver_sql(pre)
             for k, prop in enumerate(props):
                 write_predictions(conn, mv_id, mids[part], prop, values[part, k], unc[part, k])
 
@@ -379,10 +388,16 @@ def writeback(engine: Engine, n: int, rounds: int, recipe_id: int | None) -> dic
     values = rng.normal(0, 1, (n, 4))
     unc = np.abs(rng.normal(0, 0.1, (n, 4)))
     rows = n * 4
-    res: dict[str, list[float]] = {"write_predictions": [], "executemany INSERT": []}
+    writers: list[tuple[str, Callable[..., None]]] = [
+        ("write_predictions", bulk_write), ("executemany INSERT", plain_executemany)]
+    if engine.dialect.name == "postgresql":
+        # Diagnostic only: the same call with the foreign-key triggers of `predictions` off
+        # (needs a superuser; shows what the two per-row FK checks cost).
+        writers.append((FK_OFF, lambda *a: bulk_write(
+            *a, pre="SET LOCAL session_replication_role = replica")))
+    res: dict[str, list[float]] = {label: [] for label, _ in writers}
     for r in range(rounds):
-        for label, fn in (("write_predictions", bulk_write),
-                          ("executemany INSERT", plain_executemany)):
+        for label, fn in writers:
             mv = register_model(engine, f"bench-wb-{uuid.uuid4().hex[:6]}", TARGETS_A,
                                 recipe_id, None, seed=r)
             t0 = time.perf_counter()
@@ -447,7 +462,9 @@ def print_part_a(res: dict[str, Any], n: int) -> str:
     for name, r in res.items():
         wb = r["writeback"]
         base = wb["executemany INSERT"]["best_s"]
-        for k in ("write_predictions", "executemany INSERT"):
+        for k in ("write_predictions", "executemany INSERT", FK_OFF):
+            if k not in wb:
+                continue
             lines.append(f"| {name} | {k} | {wb[k]['best_s']:.2f} | {wb[k]['rows_s']:,.0f} | "
                          f"{base / wb[k]['best_s']:.2f} |")
     text_ = "\n".join(lines)
@@ -538,7 +555,7 @@ def part_b(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     queries = readme_queries()
     params = {"elements_present": {"a": "Fe", "b": "O"}}
     res: dict[str, Any] = {"queries": {}, "explain": {}}
-    with PgDatabase(args.pg_url) as db:
+    with PgDatabase(args.pg_url, keep=args.keep_db) as db:
         engine = fresh_engine(db.url)
         log(f"(b) building {args.query_materials} materials, 2 models × 4 properties")
         res["build"] = build_query_db(engine, args.query_materials, args.seed)
@@ -600,6 +617,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--writeback-rounds", type=int, default=2)
     ap.add_argument("--explain-all", action="store_true")
+    ap.add_argument("--keep-db", action="store_true",
+                    help="keep part (b)'s PostgreSQL database for inspection (not dropped)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     ap.add_argument("--out", type=Path, help="directory for results.json and EXPLAIN output "

@@ -96,6 +96,10 @@ def _lock(conn: Connection) -> None:
     backend = conn.dialect.name
     if backend == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(727001)"))
+        # Tables grow inside this one transaction without statistics; psycopg prepares the
+        # per-chunk "source_id IN (...)" lookup after 5 runs and a generic plan then scans all
+        # materials loaded so far (quadratic). Custom plans keep it an index lookup.
+        conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     elif backend in ("mysql", "mariadb"):
         # Row lock on the highest material id row blocks a concurrent ingest's allocation.
         conn.execute(text("SELECT id FROM materials ORDER BY id DESC LIMIT 1 FOR UPDATE"))
