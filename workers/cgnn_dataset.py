@@ -245,7 +245,8 @@ def import_dataset(engine: Engine, directory: Path) -> DatasetSummary:
         insert_columns(conn, "structures", new_s)
         insert_columns(conn, "dft_properties", new_d)
         # Matched materials keep their structure; the graph hangs on that structure id.
-        matched = [m for m in g_rows["structure_id"] if m not in set(new_s["id"])]
+        created = set(new_s["id"])
+        matched = [m for m in g_rows["structure_id"] if m not in created]
         if matched:
             stmt = text("SELECT material_id, id FROM structures WHERE material_id IN :ids"
                         ).bindparams(bindparam("ids", expanding=True))

@@ -42,6 +42,29 @@ class GraphData:
     skipped: int = 0
 
 
+def decode_graph_rows(z_blobs: list[bytes], src_blobs: list[bytes], dst_blobs: list[bytes]
+                      ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Decode stored graphs: (usable mask (G,), species, edge_src, edge_dst of usable graphs).
+
+    A graph is unusable when an atom lies outside the 89-species table. The species lookup
+    runs once over all atoms of the batch, not per graph.
+    """
+    from ml.graphs import species_index
+
+    zs = [np.frombuffer(b, "<i2") for b in z_blobs]
+    if not zs:
+        return np.zeros(0, bool), [], [], []
+    counts = np.fromiter((len(z) for z in zs), dtype=np.int64, count=len(zs))
+    species = np.asarray(species_index(np.concatenate(zs), strict=False), dtype=np.int16)
+    usable = np.ones(len(zs), dtype=bool)
+    usable[np.repeat(np.arange(len(zs)), counts)[species < 0]] = False
+    per_graph = np.split(species, np.cumsum(counts)[:-1])
+    keep = np.flatnonzero(usable)
+    return (usable, [per_graph[i] for i in keep],
+            [np.frombuffer(src_blobs[i], "<i4") for i in keep],
+            [np.frombuffer(dst_blobs[i], "<i4") for i in keep])
+
+
 def check_targets(targets: list[str]) -> list[str]:
     from matplat.errors import InputError
 
@@ -75,7 +98,6 @@ def load_graph_data(engine: Engine, recipe_id: int, *, where: str = "",
     89-species table are skipped (counted in ``skipped``).
     """
     from ml.data import GraphSet
-    from ml.graphs import species_index
 
     fp = _fingerprint(engine, recipe_id, f"AND ({where})" if where else "")
     cache = cache_root() / fp[:32]
@@ -97,38 +119,34 @@ def load_graph_data(engine: Engine, recipe_id: int, *, where: str = "",
     species: list[np.ndarray] = []
     src: list[np.ndarray] = []
     dst: list[np.ndarray] = []
-    values: list[tuple] = []
+    values: list[list[float]] = []
     skipped = 0
     h = hashlib.sha256()
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=5000).execute(
-            sql, {"r": recipe_id})
-        for row in result:
-            z = np.frombuffer(row[2], "<i2")
-            sp = species_index(z, strict=False)
-            if (np.asarray(sp) < 0).any():
-                skipped += 1
-                continue
-            ids.append(int(row[0]))
-            formulas.append(row[1])
-            species.append(np.asarray(sp, dtype=np.int16))
-            s = np.frombuffer(row[3], "<i4")
-            d = np.frombuffer(row[4], "<i4")
-            src.append(s)
-            dst.append(d)
-            vals = tuple(np.nan if v is None else float(v) for v in row[5:])
-            values.append(vals)
-            h.update(row[2])
-            h.update(row[3])
-            h.update(row[4])
-            h.update(np.asarray(vals, dtype="<f8").tobytes())
+        result = conn.execution_options(stream_results=True).execute(sql, {"r": recipe_id})
+        for part in result.partitions(20_000):  # streamed: memory stays per partition
+            usable, sp, s, d = decode_graph_rows([r[2] for r in part], [r[3] for r in part],
+                                                 [r[4] for r in part])
+            skipped += int((~usable).sum())
+            species += sp
+            src += s
+            dst += d
+            for r in (r for r, ok in zip(part, usable, strict=True) if ok):
+                ids.append(int(r[0]))
+                formulas.append(r[1])
+                values.append([np.nan if v is None else float(v) for v in r[5:]])
+                h.update(r[2])
+                h.update(r[3])
+                h.update(r[4])
     all_targets = list(TARGET_COLUMNS)
-    tarr = np.asarray(values, dtype=np.float32).reshape(len(ids), len(all_targets))
+    tarr = np.asarray(values, dtype=np.float64).reshape(len(ids), len(all_targets))
     mids = np.asarray(ids, dtype=np.int64)
+    h.update(tarr.astype("<f8").tobytes())
     h.update(mids.tobytes())
+    tarr = tarr.astype(np.float32)
     gs = GraphSet.from_lists(mids, species, src, dst, tarr, target_names=all_targets)
     snapshot = h.hexdigest()
-    if use_cache and len(ids):
+    if use_cache and len(mids):
         tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         gs.save(tmp / "graphs")

@@ -22,7 +22,6 @@ from matplat.db.models import CrystalGraph, GraphRecipe
 from matplat.errors import NotFoundError
 from ml.graphs import (
     RECIPES,
-    GraphBuildError,
     build_crystal_graphs,
     encode_graph,
     get_recipe,
@@ -144,7 +143,7 @@ def build_rows(
     )
     rows: list[dict[str, Any]] = []
     for (sid, _lat, _frac, z), g in zip(structures, results, strict=True):
-        if isinstance(g, (GraphBuildError, Exception)):
+        if isinstance(g, Exception):
             rows.append(
                 {
                     "structure_id": sid,

@@ -61,28 +61,20 @@ def _load_models(blob: bytes):  # type: ignore[no-untyped-def]
 
 def _graph_rows(engine: Engine, recipe_id: int, ids: list[int]):  # type: ignore[no-untyped-def]
     from ml.data import GraphSet
-    from ml.graphs import species_index
+    from workers.datasets import decode_graph_rows
 
     stmt = text(
         "SELECT m.id, g.atomic_numbers, g.edge_src, g.edge_dst FROM materials m "
         "JOIN structures s ON s.material_id = m.id "
         "JOIN crystal_graphs g ON g.structure_id = s.id AND g.recipe_id = :r AND g.status = 'ok' "
         "WHERE m.id IN :ids ORDER BY m.id").bindparams(bindparam("ids", expanding=True))
-    mids, species, src, dst = [], [], [], []
-    unusable = 0
     with engine.connect() as conn:
-        for mid, z, s, d in conn.execute(stmt, {"r": recipe_id, "ids": ids}):
-            sp = np.asarray(species_index(np.frombuffer(z, "<i2"), strict=False), dtype=np.int16)
-            if (sp < 0).any():
-                unusable += 1
-                continue
-            mids.append(int(mid))
-            species.append(sp)
-            src.append(np.frombuffer(s, "<i4"))
-            dst.append(np.frombuffer(d, "<i4"))
-    arr = np.asarray(mids, dtype=np.int64)
-    gs = GraphSet.from_lists(arr, species, src, dst, np.full((len(mids), 1), np.nan, np.float32))
-    return arr, gs, unusable
+        rows = conn.execute(stmt, {"r": recipe_id, "ids": ids}).all()
+    usable, species, src, dst = decode_graph_rows([r[1] for r in rows], [r[2] for r in rows],
+                                                  [r[3] for r in rows])
+    mids = np.asarray([r[0] for r in rows], dtype=np.int64)[usable]
+    gs = GraphSet.from_lists(mids, species, src, dst, np.full((len(mids), 1), np.nan, np.float32))
+    return mids, gs, int((~usable).sum())
 
 
 def predict_and_store(

@@ -37,47 +37,51 @@ def _rows(columns: dict[str, Column]) -> list[tuple[Any, ...]]:
     return list(zip(*cols, strict=True))
 
 
-def _pg_binary_numeric(columns: dict[str, Column], pg_types: dict[str, str]) -> bytes | None:
-    """A whole PostgreSQL binary COPY payload built with numpy, for all-numeric, NULL-free
-    columns (bigint, integer, smallint, double precision). ``None`` when not applicable."""
+#: numpy kinds that map to PostgreSQL binary COPY fields (big-endian, fixed width).
+_PG_FIXED = {"i": {8: ">i8", 4: ">i4", 2: ">i2"}, "f": {8: ">f8"}}
+
+
+def copy_fixed_width(conn: Connection, table: str, columns: dict[str, np.ndarray]) -> int:
+    """PostgreSQL binary COPY of NULL-free columns, the whole payload built with numpy.
+
+    Columns are int64/int32/int16 (bigint/integer/smallint), float64 (double precision) or
+    fixed-length bytes ``S{n}`` (text whose values all have n bytes; split rows by length
+    first). One structured array holds every row, so no Python code runs per row.
+    """
     n = len(next(iter(columns.values())))
+    if n == 0:
+        return 0
     fields: list[tuple[str, str]] = [("nfields", ">i2")]
-    arrays: dict[str, np.ndarray] = {}
-    for name, col in columns.items():
-        kind = pg_types.get(name)
-        arr = np.asarray(col)
-        if kind == "float8":
-            if arr.dtype.kind != "f" or np.isnan(arr).any():
-                return None
-            dt, size = ">f8", 8
-        elif kind in ("int8", "int4", "int2"):
-            if arr.dtype.kind not in "iu":
-                return None
-            dt, size = {"int8": (">i8", 8), "int4": (">i4", 4), "int2": (">i2", 2)}[kind]
+    for k, (name, arr) in enumerate(columns.items()):
+        kind = arr.dtype.kind
+        if kind == "S":
+            dt = f"S{arr.dtype.itemsize}"
+        elif kind in _PG_FIXED and arr.dtype.itemsize in _PG_FIXED[kind]:
+            dt = _PG_FIXED[kind][arr.dtype.itemsize]
         else:
-            return None
-        fields += [(f"{name}__len", ">i4"), (name, dt)]
-        arrays[name] = arr
-        _ = size
+            raise TypeError(f"column {name!r}: dtype {arr.dtype} has no fixed-width COPY field")
+        fields += [(f"len{k}", ">i4"), (name, dt)]
     rec = np.empty(n, dtype=np.dtype(fields))
     rec["nfields"] = len(columns)
-    for name, arr in arrays.items():
-        rec[f"{name}__len"] = rec.dtype[name].itemsize
+    for k, (name, arr) in enumerate(columns.items()):
+        rec[f"len{k}"] = rec.dtype[name].itemsize
         rec[name] = arr
-    return _PG_EPOCH_HEADER + rec.tobytes() + b"\xff\xff"
+    payload = _PG_EPOCH_HEADER + rec.tobytes() + b"\xff\xff"
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(
+        f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    ) as cp:
+        cp.write(payload)
+    return n
 
 
 def insert_columns(
     conn: Connection,
     table: str,
     columns: dict[str, Column],
-    *,
-    pg_types: dict[str, str] | None = None,
 ) -> int:
     """Insert rows given column-wise into ``table`` with the engine's fast path.
 
-    ``pg_types`` maps column → ``int8/int4/int2/float8`` for columns that may take the fully
-    vectorised PostgreSQL binary COPY (used for the large ``sites`` table).
     """
     if not columns:
         return 0
@@ -88,16 +92,11 @@ def insert_columns(
     backend = conn.dialect.name
     if backend == "postgresql":
         raw = conn.connection.driver_connection  # psycopg.Connection
-        collist = ", ".join(names)
-        payload = _pg_binary_numeric(columns, pg_types or {}) if pg_types else None
-        with raw.cursor() as cur:
-            if payload is not None:
-                with cur.copy(f"COPY {table} ({collist}) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.write(payload)
-            else:
-                with cur.copy(f"COPY {table} ({collist}) FROM STDIN") as cp:
-                    for row in _rows(columns):
-                        cp.write_row(row)
+        with raw.cursor() as cur, cur.copy(
+            f"COPY {table} ({', '.join(names)}) FROM STDIN"
+        ) as cp:
+            for row in _rows(columns):
+                cp.write_row(row)
         return n
     placeholders = (
         ", ".join(["%s"] * len(names))
@@ -203,44 +202,20 @@ def write_predictions(
             "uncertainty double precision) ON COMMIT DELETE ROWS"
         )
         conn.exec_driver_sql("TRUNCATE stage_predictions")
-        raw = conn.connection.driver_connection
         mids = np.asarray(material_ids, dtype=np.int64)
         has = np.zeros(n, bool) if unc is None else ~np.isnan(unc)
-        for with_unc in (False, True):
-            part = has if with_unc else ~has
+        for part in (~has, has):  # rows without, then with an uncertainty (no NULLs in COPY)
             if not part.any():
                 continue
-            fields = [
-                ("nf", ">i2"),
-                ("l0", ">i4"),
-                ("mv", ">i8"),
-                ("l1", ">i4"),
-                ("mid", ">i8"),
-                ("l2", ">i4"),
-                ("prop", f"S{len(prop)}"),
-                ("l3", ">i4"),
-                ("value", ">f8"),
-            ]
-            if with_unc:
-                fields += [("l4", ">i4"), ("unc", ">f8")]
-            rec = np.empty(int(part.sum()), dtype=np.dtype(fields))
-            rec["nf"] = 5 if with_unc else 4
-            rec["l0"], rec["l1"], rec["l2"], rec["l3"] = 8, 8, len(prop), 8
-            rec["mv"] = model_version_id
-            rec["mid"] = mids[part]
-            rec["prop"] = prop.encode()
-            rec["value"] = values[part]
-            cols = "model_version_id, material_id, property, value"
-            if with_unc:
-                rec["l4"] = 8
-                rec["unc"] = unc[part]  # type: ignore[index]
-                cols += ", uncertainty"
-            payload = _PG_EPOCH_HEADER + rec.tobytes() + b"\xff\xff"
-            with (
-                raw.cursor() as cur,
-                cur.copy(f"COPY stage_predictions ({cols}) FROM STDIN (FORMAT BINARY)") as cp,
-            ):
-                cp.write(payload)
+            cols = {
+                "model_version_id": np.full(int(part.sum()), model_version_id, np.int64),
+                "material_id": mids[part],
+                "property": np.full(int(part.sum()), prop.encode()),
+                "value": values[part],
+            }
+            if part is has:
+                cols["uncertainty"] = unc[part]  # type: ignore[index]
+            copy_fixed_width(conn, "stage_predictions", cols)
         conn.exec_driver_sql(
             "INSERT INTO predictions (model_version_id, material_id, property, value, uncertainty) "
             "SELECT model_version_id, material_id, property, value, uncertainty "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, bindparam, select, text
 
-from matplat.db.bulk import insert_columns
+from matplat.db.bulk import copy_fixed_width, insert_columns
 from matplat.db.models import IngestRun
 from matplat.errors import InputError
 
@@ -240,30 +240,30 @@ def _write_chunk(
     )
     # Sites: gather the rows of written materials, vectorised.
     counts = offsets[write + 1] - offsets[write]
-    site_rows = (
-        np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in write])
-        if len(write)
-        else np.zeros(0, np.int64)
-    )
     site_struct = np.repeat(mids, counts)
-    site_index = np.arange(len(site_rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    site_index = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    site_rows = np.repeat(offsets[write], counts) + site_index
     z = numbers[site_rows].astype(np.int64)
     symbols = np.asarray(element_symbols(), dtype=object)
     sym = symbols[z]
     site_cols = {
         "structure_id": site_struct,
-        "site_index": site_index.astype(np.int64),
-        "atomic_number": z,
+        "site_index": site_index.astype(np.int32),
+        "atomic_number": z.astype(np.int16),
         "x": frac[site_rows, 0].copy(),
         "y": frac[site_rows, 1].copy(),
         "z": frac[site_rows, 2].copy(),
     }
     if conn.dialect.name == "postgresql":
-        # Split by symbol length so that each part is a fixed-width binary COPY.
-        lengths = np.array([len(s) for s in sym])
+        # Fixed-width binary COPY needs one symbol length per part: 1- and 2-letter elements.
+        symbol_bytes = np.asarray([s.encode() for s in element_symbols()], dtype=object)
+        lengths = np.asarray([len(b) for b in symbol_bytes])[z]
         for length in np.unique(lengths):
             part = lengths == length
-            _copy_sites_pg(conn, {k: v[part] for k, v in site_cols.items()}, sym[part], int(length))
+            copy_fixed_width(conn, "sites", {
+                **{k: v[part] for k, v in site_cols.items()},
+                "element": symbol_bytes[z[part]].astype(f"S{length}"),
+            })
     else:
         site_cols["element"] = sym.tolist()
         insert_columns(conn, "sites", site_cols)
@@ -302,52 +302,6 @@ def _write_chunk(
             "selection_rule": [rule] * len(write),
         },
     )
-
-
-def _copy_sites_pg(
-    conn: Connection, cols: dict[str, np.ndarray], sym: np.ndarray, length: int
-) -> None:
-    """Fully vectorised binary COPY of site rows whose element symbols have one length."""
-    n = len(sym)
-    if n == 0:
-        return
-    dt = np.dtype(
-        [
-            ("nf", ">i2"),
-            ("l0", ">i4"),
-            ("structure_id", ">i8"),
-            ("l1", ">i4"),
-            ("site_index", ">i4"),
-            ("l2", ">i4"),
-            ("element", f"S{length}"),
-            ("l3", ">i4"),
-            ("atomic_number", ">i2"),
-            ("l4", ">i4"),
-            ("x", ">f8"),
-            ("l5", ">i4"),
-            ("y", ">f8"),
-            ("l6", ">i4"),
-            ("z", ">f8"),
-        ]
-    )
-    rec = np.empty(n, dtype=dt)
-    rec["nf"] = 7
-    names = ("structure_id", "site_index", "element", "atomic_number", "x", "y", "z")
-    for i, name in enumerate(names):
-        rec[f"l{i}"] = dt[name].itemsize
-    for name in ("structure_id", "site_index", "atomic_number", "x", "y", "z"):
-        rec[name] = cols[name]
-    rec["element"] = np.char.encode(sym.astype(str), "ascii")
-    payload = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + rec.tobytes() + b"\xff\xff"
-    raw = conn.connection.driver_connection
-    with (
-        raw.cursor() as cur,
-        cur.copy(
-            "COPY sites (structure_id, site_index, element, atomic_number, x, y, z) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as cp,
-    ):
-        cp.write(payload)
 
 
 def load_chunks(

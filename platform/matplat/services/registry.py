@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from matplat.db.models import GraphRecipe, ModelAlias, ModelVersion, Prediction, TrainingRun
+from matplat.db.models import (
+    DatasetSplit,
+    GraphRecipe,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    TrainingRun,
+)
 from matplat.db.session import session_factory, transaction
 from matplat.errors import ConflictError, InputError, NotFoundError
 
@@ -133,8 +140,6 @@ def show_version(engine: Engine, tag: str) -> dict[str, Any]:
             .where(TrainingRun.model_version_id == mv.id)
             .order_by(TrainingRun.member)
         ).all()
-        from matplat.db.models import DatasetSplit
-
         split = s.get(DatasetSplit, mv.split_id) if mv.split_id else None
         history = s.scalars(
             select(ModelAlias).where(ModelAlias.model_version_id == mv.id).order_by(ModelAlias.id)
