@@ -112,6 +112,13 @@ class TrainResult:
     best_val_mae: dict[str, float] = field(default_factory=dict)
     best_score: float = math.nan
     config: CGNNConfig | None = None
+    #: ``None`` when training ran to its end; otherwise the run stopped at its time budget and
+    #: this is the state to pass back as ``resume=`` (see :func:`train_model`).
+    checkpoint: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.checkpoint is None
 
     def model(self) -> CGNN:
         """A CGNN (eval mode, CPU) with the selected weights."""
@@ -289,12 +296,21 @@ def train_model(
     val_set: GraphSet | None,
     train_config: TrainConfig | None = None,
     progress: ProgressFn | None = None,
+    *,
+    resume: Mapping[str, Any] | None = None,
+    budget_seconds: float | None = None,
 ) -> TrainResult:
-    """Train a CGNN from scratch and return the best weights and the history.
+    """Train a CGNN and return the best weights and the history.
 
     ``train_set``/``val_set`` must hold a column for each of ``model_config.targets`` (NaN where
     unknown). Without a validation set the last epoch is kept. Raises
     :class:`TrainingDiverged` on a NaN/inf loss.
+
+    With ``budget_seconds``, training stops after the first epoch that ends past the budget
+    and returns a result whose ``checkpoint`` (model, optimiser, scheduler and random states,
+    best weights and history) continues the run when passed back as ``resume`` with the same
+    data and configs; on CPU the resumed run ends with the same weights, bit for bit, as an
+    uninterrupted one. Workers use this to keep every message short.
     """
     tc = TrainConfig() if train_config is None else train_config
     device = resolve_device(tc.device)
@@ -334,7 +350,11 @@ def train_model(
         result = TrainResult(state_dict=_cpu_state(model), config=copy.deepcopy(model_config))
         best = math.inf
         since_best = 0
-        for epoch in range(1, tc.epochs + 1):
+        first_epoch = 1
+        if resume is not None:
+            first_epoch, best, since_best = _restore(resume, model, optimizer, scheduler, rng, result)
+        started = time.perf_counter()
+        for epoch in range(first_epoch, tc.epochs + 1):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             model.train()
@@ -392,9 +412,79 @@ def train_model(
                 progress(dict(record))
             if tc.patience is not None and val_view is not None and since_best >= tc.patience:
                 break
+            if (
+                budget_seconds is not None
+                and epoch < tc.epochs
+                and time.perf_counter() - started >= budget_seconds
+            ):
+                result.checkpoint = _checkpoint(epoch, best, since_best, model, optimizer,
+                                                scheduler, rng, result)
+                return result
         if result.best_epoch is None and result.history:
             result.state_dict = _cpu_state(model)  # no finite validation score: keep the last epoch
     return result
+
+
+CHECKPOINT_FORMAT = "matplat-train-checkpoint-v1"
+
+
+def _checkpoint(epoch: int, best: float, since_best: int, model: nn.Module,
+                optimizer: torch.optim.Optimizer, scheduler: Any, rng: np.random.Generator,
+                result: TrainResult) -> dict[str, Any]:
+    """Everything needed to continue after ``epoch`` (CPU tensors and plain Python values)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "best": best,
+        "since_best": since_best,
+        "model": _cpu_state(model),
+        "optimizer": _to_cpu(optimizer.state_dict()),
+        "scheduler": scheduler.state_dict(),
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "result": {
+            "state_dict": {k: v.clone() for k, v in result.state_dict.items()},
+            "history": copy.deepcopy(result.history),
+            "best_epoch": result.best_epoch,
+            "best_val_mae": dict(result.best_val_mae),
+            "best_score": result.best_score,
+        },
+    }
+
+
+def _restore(ckpt: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any, rng: np.random.Generator, result: TrainResult
+             ) -> tuple[int, float, int]:
+    """Load a :func:`_checkpoint` into the run's objects; returns (next epoch, best, since)."""
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError("not a matplat training checkpoint")
+    device = next(model.parameters()).device
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    for state in optimizer.state.values():  # optimiser moments follow the model's device
+        for k, v in state.items():
+            if isinstance(v, Tensor) and v.dim() > 0:
+                state[k] = v.to(device)
+    scheduler.load_state_dict(ckpt["scheduler"])
+    rng.bit_generator.state = ckpt["numpy_rng"]
+    torch.set_rng_state(ckpt["torch_rng"])
+    saved = ckpt["result"]
+    result.state_dict = dict(saved["state_dict"])
+    result.history = list(saved["history"])
+    result.best_epoch = saved["best_epoch"]
+    result.best_val_mae = dict(saved["best_val_mae"])
+    result.best_score = saved["best_score"]
+    return int(ckpt["epoch"]) + 1, float(ckpt["best"]), int(ckpt["since_best"])
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
 
 
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:

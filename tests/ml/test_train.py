@@ -199,3 +199,37 @@ def test_a_target_absent_from_validation_does_not_block_selection() -> None:
     assert math.isnan(result.best_val_mae["other"])
     with pytest.raises(ValueError, match="no graph with a known target"):
         train_model(config, gs.with_targets(np.full((96, 2), np.nan), ["degree", "other"]), val, TrainConfig(epochs=1))
+
+
+def test_a_run_cut_by_its_time_budget_resumes_to_identical_weights(data) -> None:
+    """Workers train in slices (one message each): slices through a serialized checkpoint end
+    with the same weights, history and best epoch as one uninterrupted run."""
+    import io
+
+    train, val = data
+    small = train.subset(np.arange(150))
+    config = TrainConfig(epochs=5, batch_size=16, milestones=(3,), seed=11)
+    whole = train_model(MODEL, small, val, config)
+    assert whole.complete and whole.checkpoint is None
+
+    slices = 0
+    result = train_model(MODEL, small, val, config, budget_seconds=0.0)
+    while not result.complete:
+        slices += 1
+        assert len(result.history) == slices  # a zero budget stops after every epoch
+        buf = io.BytesIO()
+        torch.save(result.checkpoint, buf)  # through bytes, as a worker stores it
+        ckpt = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+        result = train_model(MODEL, small, val, config, resume=ckpt, budget_seconds=0.0)
+    assert slices == 4
+    assert result.best_epoch == whole.best_epoch
+    assert [h["train_loss"] for h in result.history] == [h["train_loss"] for h in whole.history]
+    assert [h["lr"] for h in result.history] == [h["lr"] for h in whole.history]
+    assert all(torch.equal(result.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
+
+
+def test_resume_rejects_something_that_is_not_a_checkpoint(data) -> None:
+    train, val = data
+    with pytest.raises(ValueError, match="not a matplat training checkpoint"):
+        train_model(MODEL, train.subset(np.arange(40)), val, TrainConfig(epochs=2, batch_size=16),
+                    resume={"epoch": 1})
