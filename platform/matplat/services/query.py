@@ -59,6 +59,11 @@ def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None)
     with engine.connect() as conn:
         if backend == "postgresql" or backend in ("mysql", "mariadb"):
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        if backend == "postgresql":
+            # JIT compilation starts above a plan cost that mid-sized aggregates reach and
+            # then costs 0.2-0.3 s of an interactive query (bench/RESULTS.md); this
+            # transaction only.
+            conn.exec_driver_sql("SET LOCAL jit = off")
         elif backend == "sqlite":
             conn.exec_driver_sql("PRAGMA query_only = ON")
         try:
@@ -72,4 +77,6 @@ def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None)
             if backend == "sqlite":
                 conn.exec_driver_sql("PRAGMA query_only = OFF")
             conn.rollback()
-    return pd.DataFrame.from_records(rows, columns=columns)
+    # Plain tuples: DataFrame.from_records over SQLAlchemy Row objects takes a slow
+    # per-element path (about 10 µs a row, 120 ms for 12k rows of six columns).
+    return pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns)

@@ -13,17 +13,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from matplat.db.models import (
     DatasetSplit,
     GraphRecipe,
     ModelAlias,
+    ModelMetric,
     ModelVersion,
     Prediction,
     TrainingRun,
 )
+from matplat.db.models.mlmodels import ModelElementMetric, ModelPairMetric, WidePrediction
 from matplat.db.session import session_factory, transaction
 from matplat.errors import ConflictError, InputError, NotFoundError
 
@@ -214,7 +216,13 @@ def set_alias(engine: Engine, tag: str, alias: str) -> str | None:
 
 
 def delete_version(engine: Engine, tag: str) -> int:
-    """Delete a model version with its predictions, aliases and runs; returns predictions removed."""
+    """Delete a model version with everything derived from it; returns predictions removed.
+
+    ``predictions`` has no foreign key to ``model_versions`` (it cost a third of the bulk
+    write-back), so this function is what keeps predictions from outliving their model: all
+    rows go in the one transaction that deletes the version. The other tables cascade in the
+    database too; they are deleted here explicitly so that no engine setting matters.
+    """
     with transaction(engine) as s:
         mv = get_version(s, tag)
         n = (
@@ -225,9 +233,17 @@ def delete_version(engine: Engine, tag: str) -> int:
             )
             or 0
         )
-        s.execute(Prediction.__table__.delete().where(Prediction.model_version_id == mv.id))
-        s.execute(ModelAlias.__table__.delete().where(ModelAlias.model_version_id == mv.id))
-        s.execute(TrainingRun.__table__.delete().where(TrainingRun.model_version_id == mv.id))
+        for table in (Prediction, WidePrediction, ModelMetric, ModelElementMetric, ModelAlias,
+                      TrainingRun):
+            s.execute(table.__table__.delete().where(table.model_version_id == mv.id))
+        s.execute(
+            ModelPairMetric.__table__.delete().where(
+                or_(
+                    ModelPairMetric.model_version_id == mv.id,
+                    ModelPairMetric.other_model_version_id == mv.id,
+                )
+            )
+        )
         s.delete(mv)
         return int(n)
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     UniqueConstraint,
     func,
@@ -18,7 +19,17 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from matplat.db.base import Base, BigId, Blob, LongText
+from matplat.db.models.materials import MaterialElement
 from matplat.db.types import JSONText
+
+#: Properties a model can predict, in the column order of ``wide_predictions``.
+PREDICTED_PROPERTIES = (
+    "formation_energy",
+    "volume_per_atom",
+    "band_gap",
+    "magnetization",
+    "volume_deviation",
+)
 
 
 class DatasetSplit(Base):
@@ -128,7 +139,13 @@ class TrainingRun(Base):
 
 
 class Prediction(Base):
-    """A predicted property of a material by a model version (mean over an ensemble)."""
+    """A predicted property of a material by a model version (mean over an ensemble).
+
+    ``model_version_id`` has no foreign key (revision 0003): the per-row check cost a third of
+    the bulk write-back, and every write names one model version that the writer has just
+    read. :func:`matplat.services.registry.delete_version` deletes a version's predictions
+    in the same transaction as the version, so no prediction outlives its model.
+    """
 
     __tablename__ = "predictions"
     __table_args__ = (
@@ -137,9 +154,7 @@ class Prediction(Base):
               "value"),
     )
 
-    model_version_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
+    model_version_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     material_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
     )
@@ -172,3 +187,124 @@ class ModelMetric(Base):
     refreshed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class WidePrediction(Base):
+    """One row per model version and material: each predicted property beside its DFT value.
+
+    A snapshot of ``predictions`` joined to the material, its DFT values and the model's split,
+    rebuilt by ``workers.leaderboard.refresh_metrics`` after every predict; the view
+    ``material_predictions`` shows it with the model tag. Screening on two properties of the
+    same material is then one indexed range scan, where ``prediction_results`` (one row per
+    property) needs a self-join and a lookup of the material and its DFT row per candidate.
+    Columns per property ``p``: ``p`` (predicted), ``p_uncertainty`` and ``p_dft``.
+    """
+
+    __tablename__ = "wide_predictions"
+    __table_args__ = (
+        Index("ix_wide_predictions_model_version_id_split", "model_version_id", "split"),
+        Index(
+            "ix_wide_predictions_model_version_id_formation_energy",
+            "model_version_id",
+            "formation_energy",
+        ),
+        Index("ix_wide_predictions_model_version_id_band_gap", "model_version_id", "band_gap"),
+    )
+
+    model_version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    material_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    formula: Mapped[str] = mapped_column(String(255))
+    spacegroup: Mapped[int | None] = mapped_column(SmallInteger)
+    split: Mapped[str | None] = mapped_column(String(8))
+    formation_energy: Mapped[float | None] = mapped_column(Double)
+    formation_energy_uncertainty: Mapped[float | None] = mapped_column(Double)
+    formation_energy_dft: Mapped[float | None] = mapped_column(Double)
+    volume_per_atom: Mapped[float | None] = mapped_column(Double)
+    volume_per_atom_uncertainty: Mapped[float | None] = mapped_column(Double)
+    volume_per_atom_dft: Mapped[float | None] = mapped_column(Double)
+    band_gap: Mapped[float | None] = mapped_column(Double)
+    band_gap_uncertainty: Mapped[float | None] = mapped_column(Double)
+    band_gap_dft: Mapped[float | None] = mapped_column(Double)
+    magnetization: Mapped[float | None] = mapped_column(Double)
+    magnetization_uncertainty: Mapped[float | None] = mapped_column(Double)
+    magnetization_dft: Mapped[float | None] = mapped_column(Double)
+    volume_deviation: Mapped[float | None] = mapped_column(Double)
+    volume_deviation_uncertainty: Mapped[float | None] = mapped_column(Double)
+    volume_deviation_dft: Mapped[float | None] = mapped_column(Double)
+    refreshed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ModelElementMetric(Base):
+    """Accuracy of a model version on the materials that contain an element, and on the rest.
+
+    Refreshed with ``model_metrics``; the view ``model_errors_by_element`` shows it with the
+    tag. ``n, mae, rmse``: materials containing ``element``; ``n_without, mae_without,
+    rmse_without``: the other materials of the same property and subset.
+    """
+
+    __tablename__ = "model_element_metrics"
+
+    model_version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    property: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subset: Mapped[str] = mapped_column(String(8), primary_key=True)
+    element: Mapped[str] = mapped_column(String(3), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    mae: Mapped[float | None] = mapped_column(Double)
+    rmse: Mapped[float | None] = mapped_column(Double)
+    n_without: Mapped[int] = mapped_column(Integer)
+    mae_without: Mapped[float | None] = mapped_column(Double)
+    rmse_without: Mapped[float | None] = mapped_column(Double)
+    refreshed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ModelPairMetric(Base):
+    """Two model versions compared on the materials both predicted, per property and subset.
+
+    ``subset`` is that of ``model_version_id``'s split. ``mae``/``rmse`` are the first model's,
+    ``other_mae``/``other_rmse`` the other's, on the same ``n`` materials with a DFT value;
+    ``n_closer``/``n_other_closer`` count the materials where that model's absolute error is
+    strictly smaller. Refreshed for every pair that includes the model just predicted; the
+    view ``model_comparisons`` shows it with both tags.
+    """
+
+    __tablename__ = "model_pair_metrics"
+
+    model_version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    other_model_version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    property: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subset: Mapped[str] = mapped_column(String(8), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    mae: Mapped[float | None] = mapped_column(Double)
+    rmse: Mapped[float | None] = mapped_column(Double)
+    other_mae: Mapped[float | None] = mapped_column(Double)
+    other_rmse: Mapped[float | None] = mapped_column(Double)
+    n_closer: Mapped[int] = mapped_column(Integer)
+    n_other_closer: Mapped[int] = mapped_column(Integer)
+    refreshed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+# "Materials with Fe and O" reads both elements' material ids in order (a merge of two
+# index-only scans); the primary key (material_id, element) cannot serve that. Declared here
+# because revision 0003 added it with the query layer; materials.py's single-column index on
+# ``element`` is now a prefix of this one.
+Index(
+    "ix_material_elements_element_material_id",
+    MaterialElement.element,
+    MaterialElement.material_id,
+)
