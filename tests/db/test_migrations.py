@@ -69,3 +69,30 @@ def test_schema_guard_refuses_old_or_missing_schema(empty_db) -> None:
             conn.execute(text("CREATE TABLE unrelated (x INTEGER)"))
     with pytest.raises(SchemaNotCurrentError, match="platform db upgrade"):
         ensure_current(engine)
+
+
+def test_0003_drops_the_model_version_fk_and_0002_restores_it(db) -> None:
+    """Head: predictions refer to materials only; going back to 0002 deletes predictions of
+    missing model versions (0002's cascade would have) and restores the constraint."""
+    engine = db.engine
+
+    def fks() -> set[str]:
+        return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys("predictions")}
+
+    assert fks() == {"materials"}
+    with transaction(engine) as s:
+        make_material(s, 1)
+        mv = make_model_version(s, "v1")
+        make_prediction(s, mv.id, 1, "band_gap", 1.0)
+        make_prediction(s, mv.id + 1000, 1, "band_gap", 2.0)  # an orphan: allowed at head
+    migrate.downgrade(engine, "0002")
+    assert fks() == {"materials", "model_versions"}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT model_version_id FROM predictions")).scalars().all() == [
+            mv.id]
+        assert conn.execute(text("SELECT count(*) FROM prediction_results")).scalar_one() == 1
+    migrate.upgrade(engine)
+    assert fks() == {"materials"}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM latest_predictions")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM material_predictions")).scalar_one() == 0
