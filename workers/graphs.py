@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,8 @@ from ml.graphs import (
     get_recipe,
 )
 
-StructureArrays = tuple[int, np.ndarray, np.ndarray, np.ndarray]
+#: (structure id, lattice (3, 3), fractional coordinates (n, 3) or why they are unreadable, Z)
+StructureArrays = tuple[int, np.ndarray, np.ndarray | str, np.ndarray]
 
 
 @dataclass
@@ -90,16 +91,28 @@ def recipe_name(engine: Engine, recipe_id: int) -> str:
 
 
 def pending_structure_ids(
-    engine: Engine, recipe_id: int, limit: int | None = None, where_ids: np.ndarray | None = None
+    engine: Engine,
+    recipe_id: int,
+    limit: int | None = None,
+    where_ids: np.ndarray | None = None,
+    *,
+    lo: int | None = None,
+    hi: int | None = None,
 ) -> np.ndarray:
-    """Ids of structures with no graph row (ok or failed) for the recipe, ascending."""
+    """Ids of structures with no graph row (ok or failed) for the recipe, ascending
+    (optionally only ids in ``lo..hi``)."""
     sql = (
         "SELECT s.id FROM structures s LEFT JOIN crystal_graphs g "
-        "ON g.structure_id = s.id AND g.recipe_id = :r WHERE g.structure_id IS NULL "
-        "ORDER BY s.id"
+        "ON g.structure_id = s.id AND g.recipe_id = :r WHERE g.structure_id IS NULL"
     )
+    params: dict[str, int] = {"r": recipe_id}
+    if lo is not None and hi is not None:
+        sql += " AND s.id BETWEEN :lo AND :hi"
+        params.update(lo=lo, hi=hi)
     with engine.connect() as conn:
-        ids = np.fromiter((r[0] for r in conn.execute(text(sql), {"r": recipe_id})), dtype=np.int64)
+        ids = np.fromiter(
+            (r[0] for r in conn.execute(text(sql + " ORDER BY s.id"), params)), dtype=np.int64
+        )
     if where_ids is not None:
         ids = ids[np.isin(ids, where_ids)]
     return ids[:limit] if limit is not None else ids
@@ -116,31 +129,34 @@ def load_structures(engine: Engine, ids: np.ndarray) -> list[StructureArrays]:
             for sid, lat, frac, z in conn.execute(
                 stmt, {"ids": [int(x) for x in ids[i : i + 5000]]}
             ):
-                # Graph-only materials (imported CGNN data sets) have no lattice: NaN fails
-                # the build with a recorded reason instead of stopping the chunk.
-                lattice = (
-                    np.frombuffer(lat, "<f8").reshape(3, 3)
-                    if len(lat) == 72
-                    else np.full((3, 3), np.nan)
-                )
-                out.append(
-                    (
-                        int(sid),
-                        lattice,
-                        np.frombuffer(frac, "<f8").reshape(-1, 3),
-                        np.frombuffer(z, "<i2").astype(np.int64),
-                    )
-                )
+                out.append(_decode_structure(int(sid), lat, frac, z))
     return out
+
+
+def _decode_structure(sid: int, lat: bytes, frac: bytes, z: bytes) -> StructureArrays:
+    """Arrays of one stored structure. A row that cannot be decoded (a corrupt blob) comes
+    back with the reason in place of its coordinates, so that it fails alone, with a recorded
+    reason, instead of stopping its chunk."""
+    try:
+        numbers = np.frombuffer(z, "<i2").astype(np.int64)
+        coords = np.frombuffer(frac, "<f8").reshape(-1, 3)
+        if len(coords) != len(numbers):
+            raise ValueError(f"{len(coords)} coordinates for {len(numbers)} atomic numbers")
+    except ValueError as e:
+        return sid, np.full((3, 3), np.nan), f"corrupt structure row {sid}: {e}", np.zeros(0, np.int64)
+    # Graph-only materials (imported CGNN data sets) have no lattice: NaN fails the build
+    # with a recorded reason instead of stopping the chunk.
+    lattice = np.frombuffer(lat, "<f8").reshape(3, 3) if len(lat) == 72 else np.full((3, 3), np.nan)
+    return sid, lattice, coords, numbers
 
 
 def build_rows(
     structures: list[StructureArrays], recipe: str, recipe_id: int
 ) -> list[dict[str, Any]]:
     """Pure: graphs (or failure records) of ``structures`` as ``crystal_graphs`` rows."""
-    results = build_crystal_graphs(
-        [(lat, frac, z) for _, lat, frac, z in structures], recipe=recipe
-    )
+    good = [s for s in structures if not isinstance(s[2], str)]
+    built = iter(build_crystal_graphs([(lat, frac, z) for _, lat, frac, z in good], recipe=recipe))
+    results = [ValueError(s[2]) if isinstance(s[2], str) else next(built) for s in structures]
     rows: list[dict[str, Any]] = []
     for (sid, _lat, _frac, z), g in zip(structures, results, strict=True):
         if isinstance(g, Exception):
@@ -202,6 +218,29 @@ def build_graphs(
     recipe_id = ensure_recipe(engine, recipe)
     name = recipe_name(engine, recipe_id)
     pending = pending_structure_ids(engine, recipe_id, limit, ids)
+    if workers <= 1 or len(pending) == 0:
+        return build_ids(engine, name, recipe_id, pending, chunk_size=chunk_size,
+                         progress=progress)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return build_ids(engine, name, recipe_id, pending, chunk_size=chunk_size,
+                         progress=progress, pool=pool, workers=workers)
+
+
+def build_ids(
+    engine: Engine,
+    name: str,
+    recipe_id: int,
+    pending: np.ndarray,
+    *,
+    chunk_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+    pool: Executor | None = None,
+    workers: int = 1,
+) -> BuildSummary:
+    """Build and store the graphs of ``pending`` structure ids, committing each chunk.
+
+    With ``pool`` (``workers`` processes), building runs there; only this process writes.
+    """
     summary = BuildSummary(recipe=name, recipe_id=recipe_id, pending=len(pending))
     t0 = time.perf_counter()
     done = 0
@@ -217,22 +256,21 @@ def build_graphs(
 
     if progress:
         progress(0, len(pending))
-    if workers <= 1:
+    if pool is None:
         for part in _chunks(pending, chunk_size):
             account(build_rows(load_structures(engine, part), name, recipe_id))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            inflight: list[Future[list[dict[str, Any]]]] = []
-            for part in _chunks(
-                pending, max(1, min(chunk_size, len(pending) // (workers * 4) or 1))
-            ):
-                inflight.append(
-                    pool.submit(build_rows, load_structures(engine, part), name, recipe_id)
-                )
-                while len(inflight) >= workers * 2:
-                    account(inflight.pop(0).result())
-            for fut in inflight:
-                account(fut.result())
+        inflight: list[Future[list[dict[str, Any]]]] = []
+        for part in _chunks(
+            pending, max(1, min(chunk_size, len(pending) // (workers * 4) or 1))
+        ):
+            inflight.append(
+                pool.submit(build_rows, load_structures(engine, part), name, recipe_id)
+            )
+            while len(inflight) >= workers * 2:
+                account(inflight.pop(0).result())
+        for fut in inflight:
+            account(fut.result())
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -286,3 +324,56 @@ def graph_failures(engine: Engine, recipe_id: int, limit: int = 20) -> list[tupl
                 {"r": recipe_id},
             ).fetchmany(limit)
         ]
+
+
+# ---------------------------------------------------------------------------------------------
+# As a job: one task per range of pending structure ids (``platform graphs build``)
+
+
+def submit_build(
+    engine: Engine,
+    recipe: str = "cgc",
+    *,
+    limit: int | None = None,
+    chunk_size: int = 1000,
+    runner: str = "in-process",
+) -> int | None:
+    """Plan a graph build as a job (``None`` when every structure has a graph already)."""
+    from workers.jobs import create_job, id_ranges
+
+    recipe_id = ensure_recipe(engine, recipe)
+    name = recipe_name(engine, recipe_id)
+    pending = pending_structure_ids(engine, recipe_id, limit)
+    if len(pending) == 0:
+        return None
+    return create_job(
+        engine, "graphs", {"recipe": name, "recipe_id": recipe_id, "limit": limit},
+        list(id_ranges(pending, chunk_size)), runner=runner, queue=KIND.queue)
+
+
+class _GraphsKind:
+    name = "graphs"
+    queue = "cpu"
+
+    def run(self, engine: Engine, job: Any, task: Any, ctx: Any) -> Any:
+        from workers.jobs import Outcome
+
+        recipe_id = int(job.params["recipe_id"])
+        ids = pending_structure_ids(engine, recipe_id, lo=task.params["lo"], hi=task.params["hi"])
+        workers = getattr(ctx.pool, "_max_workers", 1) if ctx.pool is not None else 1
+        s = build_ids(engine, job.params["recipe"], recipe_id, ids, chunk_size=task.total,
+                      pool=ctx.pool, workers=workers,
+                      progress=lambda done, total: ctx.progress(done))
+        return Outcome(done=s.built, failed=s.failed,
+                       result={"built": s.built, "failed": s.failed, "seconds": s.seconds,
+                               "already": task.total - len(ids)})
+
+    def finalize(self, engine: Engine, job: Any, tasks: list[Any],
+                 device: str = "auto") -> dict[str, Any]:
+        built = sum((t.result or {}).get("built", 0) for t in tasks)
+        failed = sum((t.result or {}).get("failed", 0) for t in tasks)
+        return {"recipe": job.params["recipe"], "recipe_id": job.params["recipe_id"],
+                "pending": job.total, "built": built, "failed": failed}
+
+
+KIND = _GraphsKind()

@@ -9,12 +9,14 @@ killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, bindparam, select, text
 
 from matplat.db.bulk import write_predictions
 from matplat.errors import InputError
@@ -77,6 +79,135 @@ def _graph_rows(engine: Engine, recipe_id: int, ids: list[int]):  # type: ignore
     return mids, gs, int((~usable).sum())
 
 
+@dataclass
+class PredictPlan:
+    """What a prediction run needs, resolved once: the model version and the selection."""
+
+    mv_id: int
+    tag: str
+    targets: list[str]
+    recipe_id: int
+    recipe: str
+    where: str | None
+    cond: str
+    selected: list[int]
+    todo: list[int]
+
+
+def plan_predict(engine: Engine, *, tag: str | None = None, alias: str | None = None,
+                 where: str | None = None) -> PredictPlan:
+    """Resolve the model (tag or alias) and the materials still lacking its predictions."""
+    from workers.graphs import recipe_name
+
+    mv_id, mv_tag, _blob, meta = registry.artifact_bytes(engine, tag, alias)
+    recipe_id = meta["recipe_id"]
+    if recipe_id is None:
+        raise InputError(f"model {mv_tag!r} records no graph recipe; cannot build its inputs")
+    cond = _validate_where(engine, where)
+    with engine.connect() as conn:
+        selected = [int(r[0]) for r in conn.execute(text(
+            f"SELECT m.id FROM materials m WHERE 1 = 1 {cond} ORDER BY m.id"))]
+        todo = _todo(conn, cond, mv_id)
+    return PredictPlan(mv_id=mv_id, tag=mv_tag, targets=list(meta["targets"]),
+                       recipe_id=int(recipe_id), recipe=recipe_name(engine, int(recipe_id)),
+                       where=where, cond=cond, selected=selected, todo=todo)
+
+
+def _todo(conn, cond: str, mv_id: int, lo: int | None = None,  # type: ignore[no-untyped-def]
+          hi: int | None = None) -> list[int]:
+    """Selected materials without predictions of ``mv_id`` (in ``lo..hi`` when given)."""
+    rng = "AND m.id BETWEEN :lo AND :hi" if lo is not None else ""
+    return [int(r[0]) for r in conn.execute(text(
+        f"SELECT m.id FROM materials m WHERE 1 = 1 {cond} {rng} AND NOT EXISTS (SELECT 1 FROM "
+        "predictions p WHERE p.model_version_id = :mv AND p.material_id = m.id) "
+        "ORDER BY m.id"), {"mv": mv_id, "lo": lo, "hi": hi})]
+
+
+_MODELS: dict[tuple[int, str], list] = {}
+
+
+def load_models(engine: Engine, mv_id: int):  # type: ignore[no-untyped-def]
+    """The ensemble members of a model version, cached per process (workers predict many
+    ranges with the same model)."""
+    from matplat.db.models import ModelVersion
+
+    with engine.connect() as conn:
+        sha = conn.execute(select(ModelVersion.artifact_sha256).where(
+            ModelVersion.id == mv_id)).scalar()
+    if sha is None:
+        raise InputError(f"model version {mv_id} no longer exists")
+    key = (mv_id, sha)
+    if key not in _MODELS:
+        with engine.connect() as conn:
+            blob = conn.execute(select(ModelVersion.artifact).where(
+                ModelVersion.id == mv_id)).scalar() or b""
+        if hashlib.sha256(blob).hexdigest() != sha:
+            raise InputError(f"model version {mv_id}: stored weights do not match their sha256")
+        _MODELS.clear()
+        _MODELS[key] = _load_models(blob)
+    return _MODELS[key]
+
+
+def _model_meta(engine: Engine, mv_id: int) -> tuple[str, list[str], int]:
+    """(tag, targets, recipe id) of a model version."""
+    from matplat.db.models import ModelVersion
+
+    with engine.connect() as conn:
+        row = conn.execute(select(ModelVersion.tag, ModelVersion.targets, ModelVersion.recipe_id)
+                           .where(ModelVersion.id == mv_id)).first()
+    if row is None:
+        raise InputError(f"model version {mv_id} no longer exists")
+    return str(row[0]), list(row[1]), int(row[2])
+
+
+@dataclass
+class RangeCounts:
+    predicted: int = 0
+    rows_written: int = 0
+    graphs_built: int = 0
+    graphs_failed: int = 0
+
+
+def predict_ids(engine: Engine, plan: PredictPlan, todo: list[int], models: list, *,
+                batch_size: int = 2048, chunk_size: int = 20_000, device: str = "auto",
+                build_graphs: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> RangeCounts:
+    """Build missing graphs of ``todo`` materials, predict and write them chunk by chunk."""
+    from ml.train import ensemble_predict
+    from workers.graphs import build_graphs as build_missing
+
+    counts = RangeCounts()
+    if not todo:
+        return counts
+    if build_graphs:
+        with engine.connect() as conn:
+            pairs = np.array(conn.execute(text(
+                "SELECT s.id, s.material_id FROM structures s "
+                "WHERE s.material_id BETWEEN :lo AND :hi"), {"lo": todo[0], "hi": todo[-1]}).all(),
+                dtype=np.int64).reshape(-1, 2)
+        sids = pairs[np.isin(pairs[:, 1], np.asarray(todo, dtype=np.int64)), 0]
+        b = build_missing(engine, plan.recipe, ids=sids)
+        counts.graphs_built, counts.graphs_failed = b.built, b.failed
+    done = 0
+    if progress:
+        progress(0, len(todo))
+    for i in range(0, len(todo), chunk_size):
+        part = todo[i:i + chunk_size]
+        mids, gs, _unusable = _graph_rows(engine, plan.recipe_id, part)
+        if len(mids):
+            mean, std = ensemble_predict(models, gs, batch_size=batch_size, device=device)
+            with engine.begin() as conn:
+                for k, target in enumerate(plan.targets):
+                    unc = std[:, k] if len(models) > 1 else None
+                    counts.rows_written += write_predictions(conn, plan.mv_id, mids, target,
+                                                             mean[:, k], unc)
+            counts.predicted += len(mids)
+        done += len(part)
+        if progress:
+            progress(done, len(todo))
+    return counts
+
+
 def predict_and_store(
     engine: Engine,
     *,
@@ -89,57 +220,82 @@ def predict_and_store(
     build_graphs: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> PredictSummary:
-    from ml.train import ensemble_predict
-    from workers.graphs import build_graphs as build_missing
-    from workers.graphs import recipe_name
-
-    mv_id, mv_tag, blob, meta = registry.artifact_bytes(engine, tag, alias)
-    targets = list(meta["targets"])
-    summary = PredictSummary(tag=mv_tag, targets=targets)
-    recipe_id = meta["recipe_id"]
-    if recipe_id is None:
-        raise InputError(f"model {mv_tag!r} records no graph recipe; cannot build its inputs")
-    cond = _validate_where(engine, where)
+    """Predict every selected material lacking predictions, in this process (library use and
+    benchmarks; the CLI runs the same steps as a job, see :func:`submit_predict`)."""
     t0 = time.perf_counter()
-    with engine.connect() as conn:
-        selected = [int(r[0]) for r in conn.execute(text(
-            f"SELECT m.id FROM materials m WHERE 1 = 1 {cond} ORDER BY m.id"))]
-        todo = [int(r[0]) for r in conn.execute(text(
-            f"SELECT m.id FROM materials m WHERE 1 = 1 {cond} AND NOT EXISTS (SELECT 1 FROM "
-            "predictions p WHERE p.model_version_id = :mv AND p.material_id = m.id) "
-            "ORDER BY m.id"), {"mv": mv_id})]
-    summary.selected = len(selected)
-    summary.already = len(selected) - len(todo)
-    if not todo:
-        summary.seconds = time.perf_counter() - t0
-        return summary
-    if build_graphs:
-        with engine.connect() as conn:
-            sids = np.array([int(r[0]) for r in conn.execute(text(
-                "SELECT s.id FROM structures s JOIN materials m ON m.id = s.material_id "
-                f"WHERE 1 = 1 {cond}"))], dtype=np.int64)
-        b = build_missing(engine, recipe_name(engine, recipe_id), ids=sids)
-        summary.graphs_built, summary.graphs_failed = b.built, b.failed
-    models = _load_models(blob)
-    done = 0
-    if progress:
-        progress(0, len(todo))
-    for i in range(0, len(todo), chunk_size):
-        part = todo[i:i + chunk_size]
-        mids, gs, _unusable = _graph_rows(engine, recipe_id, part)
-        if len(mids):
-            mean, std = ensemble_predict(models, gs, batch_size=batch_size, device=device)
-            with engine.begin() as conn:
-                for k, target in enumerate(targets):
-                    unc = std[:, k] if len(models) > 1 else None
-                    summary.rows_written += write_predictions(conn, mv_id, mids, target,
-                                                              mean[:, k], unc)
-            summary.predicted += len(mids)
-        done += len(part)
-        if progress:
-            progress(done, len(todo))
-    summary.seconds = time.perf_counter() - t0
-    from workers.leaderboard import refresh_metrics
+    plan = plan_predict(engine, tag=tag, alias=alias, where=where)
+    summary = PredictSummary(tag=plan.tag, targets=plan.targets, selected=len(plan.selected),
+                             already=len(plan.selected) - len(plan.todo))
+    if plan.todo:
+        c = predict_ids(engine, plan, plan.todo, load_models(engine, plan.mv_id),
+                        batch_size=batch_size, chunk_size=chunk_size, device=device,
+                        build_graphs=build_graphs, progress=progress)
+        summary.predicted, summary.rows_written = c.predicted, c.rows_written
+        summary.graphs_built, summary.graphs_failed = c.graphs_built, c.graphs_failed
+        from workers.leaderboard import refresh_metrics
 
-    refresh_metrics(engine, mv_id)
+        refresh_metrics(engine, plan.mv_id)
+    summary.seconds = time.perf_counter() - t0
     return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# As a job: one task per range of materials (``platform predict``)
+
+
+def submit_predict(engine: Engine, *, tag: str | None = None, alias: str | None = None,
+                   where: str | None = None, batch_size: int = 2048, chunk_size: int = 20_000,
+                   runner: str = "in-process") -> tuple[PredictPlan, int | None]:
+    """Plan predictions as a job; the job id is ``None`` when nothing is left to predict."""
+    from workers.jobs import create_job, id_ranges
+
+    plan = plan_predict(engine, tag=tag, alias=alias, where=where)
+    if not plan.todo:
+        return plan, None
+    params = {"model_version_id": plan.mv_id, "tag": plan.tag, "where": where,
+              "batch_size": batch_size, "selected": len(plan.selected),
+              "already": len(plan.selected) - len(plan.todo)}
+    job_id = create_job(engine, "predict", params, list(id_ranges(np.asarray(plan.todo),
+                                                                  chunk_size)),
+                        runner=runner, queue=KIND.queue)
+    return plan, job_id
+
+
+class _PredictKind:
+    name = "predict"
+    queue = "gpu"
+
+    def run(self, engine: Engine, job: Any, task: Any, ctx: Any) -> Any:
+        from workers.jobs import Outcome
+
+        p = job.params
+        mv_id = int(p["model_version_id"])
+        tag, targets, recipe_id = _model_meta(engine, mv_id)
+        cond = _validate_where(engine, p.get("where"))
+        from workers.graphs import recipe_name
+
+        plan = PredictPlan(mv_id=mv_id, tag=tag, targets=targets, recipe_id=recipe_id,
+                           recipe=recipe_name(engine, recipe_id), where=p.get("where"),
+                           cond=cond, selected=[], todo=[])
+        with engine.connect() as conn:
+            todo = _todo(conn, cond, mv_id, task.params["lo"], task.params["hi"])
+        c = predict_ids(engine, plan, todo, load_models(engine, mv_id),
+                        batch_size=int(p.get("batch_size", 2048)), chunk_size=task.total,
+                        device=ctx.device, progress=lambda done, total: ctx.progress(done))
+        return Outcome(done=len(todo), result={
+            "predicted": c.predicted, "rows_written": c.rows_written,
+            "graphs_built": c.graphs_built, "graphs_failed": c.graphs_failed,
+            "already": task.total - len(todo)})
+
+    def finalize(self, engine: Engine, job: Any, tasks: list[Any],
+                 device: str = "auto") -> dict[str, Any]:
+        from workers.leaderboard import refresh_metrics
+
+        refresh_metrics(engine, int(job.params["model_version_id"]))
+        out = {k: sum((t.result or {}).get(k, 0) for t in tasks)
+               for k in ("predicted", "rows_written", "graphs_built", "graphs_failed")}
+        return {**out, "tag": job.params["tag"], "selected": job.params["selected"],
+                "already": job.params["already"]}
+
+
+KIND = _PredictKind()

@@ -8,6 +8,7 @@ version, seed, per-epoch history, metrics, weights and their sha256) in one tran
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import time
@@ -94,18 +95,25 @@ def _split_assignment(engine: Engine, data: GraphData, split_name: str | None, s
         return split.id, subsets, True
 
 
-def train_and_register(engine: Engine, req: TrainRequest,
-                       progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train ``req`` and register it under ``req.tag``; returns the registered summary."""
+@dataclass
+class Prepared:
+    """Data, split and architecture of a training request, resolved from the database."""
+
+    recipe_id: int
+    data: GraphData
+    split_id: int
+    split_name: str
+    idx: dict[str, np.ndarray]
+    model_cfg: Any
+
+    def subsets(self):  # type: ignore[no-untyped-def]
+        gs = self.data.graphs
+        return tuple(gs.subset(self.idx[k]) for k in ("train", "val", "test"))
+
+
+def prepare(engine: Engine, req: TrainRequest) -> Prepared:
+    """Check the request, load the graphs and targets, and assign (or reuse) the split."""
     from ml.model import preset_config
-    from ml.serialize import model_from_bytes, model_to_bytes
-    from ml.train import (
-        TrainConfig,
-        TrainingDiverged,
-        ensemble_predict,
-        resolve_device,
-        train_model,
-    )
 
     check_targets(req.targets)
     with session_factory(engine)() as s:
@@ -122,38 +130,77 @@ def train_and_register(engine: Engine, req: TrainRequest,
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:
         raise InputError(f"split has {len(idx['train'])} training and {len(idx['val'])} "
                          "validation materials; need at least one of each")
-    gs = data.graphs
-    train_set, val_set, test_set = (gs.subset(idx[k]) for k in ("train", "val", "test"))
+    with engine.connect() as conn:
+        split_name = conn.execute(select(DatasetSplit.name).where(
+            DatasetSplit.id == split_id)).scalar_one()
     model_cfg = preset_config(req.preset, n_node_features=89, targets=req.targets,
                               **req.model_overrides)
-    members: list[bytes] = []
-    runs: list[dict[str, Any]] = []
-    models = []
-    for member in range(req.ensemble):
-        seed = req.seed + member
-        tcfg = TrainConfig(**{"seed": seed, "device": req.device, **req.train_overrides})
-        t0 = time.perf_counter()
+    return Prepared(recipe_id=recipe_id, data=data, split_id=split_id, split_name=split_name,
+                    idx=idx, model_cfg=model_cfg)
 
-        def cb(epoch: dict[str, Any], member: int = member, epochs: int = tcfg.epochs) -> None:
-            if progress:
-                progress({**epoch, "member": member, "members": req.ensemble, "epochs": epochs})
 
-        try:
-            result = train_model(model_cfg, train_set, val_set, tcfg, progress=cb)
-        except TrainingDiverged as e:
-            with transaction(engine) as s:
-                s.add(TrainingRun(tag=req.tag, member=member, seed=seed, status="failed",
-                                  device=str(req.device), error=str(e),
-                                  seconds=time.perf_counter() - t0))
-            raise TrainingFailed(f"training of {req.tag!r} (member {member}) stopped: {e}; "
-                                 "nothing was registered") from e
-        model = result.model()
-        blob = model_to_bytes(model, model_cfg, {"seed": seed, "targets": req.targets})
-        models.append(model_from_bytes(blob)[0])
-        members.append(blob)
-        runs.append({"member": member, "seed": seed, "history": result.history,
-                     "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0,
-                     "device": str(resolve_device(req.device))})
+def _train_config(req: TrainRequest, member: int):  # type: ignore[no-untyped-def]
+    from ml.train import TrainConfig
+
+    return TrainConfig(**{"seed": req.seed + member, "device": req.device,
+                          **req.train_overrides})
+
+
+def train_member(engine: Engine, req: TrainRequest, prep: Prepared, member: int,
+                 progress: Callable[[dict[str, Any]], None] | None = None, *,
+                 resume: dict[str, Any] | None = None, budget_seconds: float | None = None,
+                 seconds_so_far: float = 0.0) -> tuple[Any, dict[str, Any] | None]:
+    """Train ensemble member ``member`` (seed ``req.seed + member``).
+
+    Returns ``(result, run)``: ``run`` (weights and run record) when the member finished,
+    ``None`` when it stopped at ``budget_seconds`` with ``result.checkpoint`` to resume from.
+    A diverged member is recorded as a failed training run and raises :class:`TrainingFailed`.
+    """
+    from ml.serialize import model_to_bytes
+    from ml.train import TrainingDiverged, resolve_device, train_model
+
+    train_set, val_set, _test = prep.subsets()
+    tcfg = _train_config(req, member)
+    t0 = time.perf_counter()
+
+    def cb(epoch: dict[str, Any]) -> None:
+        if progress:
+            progress({**epoch, "member": member, "members": req.ensemble,
+                      "epochs": tcfg.epochs})
+
+    try:
+        result = train_model(prep.model_cfg, train_set, val_set, tcfg, progress=cb,
+                             resume=resume, budget_seconds=budget_seconds)
+    except TrainingDiverged as e:
+        with transaction(engine) as s:
+            s.add(TrainingRun(tag=req.tag, member=member, seed=tcfg.seed, status="failed",
+                              device=str(req.device), error=str(e),
+                              seconds=seconds_so_far + time.perf_counter() - t0))
+        raise TrainingFailed(f"training of {req.tag!r} (member {member}) stopped: {e}; "
+                             "nothing was registered") from e
+    if not result.complete:
+        return result, None
+    blob = model_to_bytes(result.model(), prep.model_cfg,
+                          {"seed": tcfg.seed, "targets": req.targets})
+    run = {"member": member, "seed": tcfg.seed, "history": result.history,
+           "best_epoch": result.best_epoch,
+           "seconds": seconds_so_far + time.perf_counter() - t0,
+           "device": str(resolve_device(req.device)), "blob": blob}
+    return result, run
+
+
+def register(engine: Engine, req: TrainRequest, prep: Prepared,
+             runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Evaluate the trained members on validation and test and register the model version
+    with everything needed to reproduce it, in one transaction."""
+    from ml.serialize import model_from_bytes
+    from ml.train import TrainConfig, ensemble_predict
+
+    runs = sorted(runs, key=lambda r: r["member"])
+    members = [r["blob"] for r in runs]
+    models = [model_from_bytes(b)[0] for b in members]
+    _train, val_set, test_set = prep.subsets()
+    idx = prep.idx
     metrics: dict[str, Any] = {"test": {}, "val": {}, "n": {k: int(len(v)) for k, v in idx.items()}}
     for subset_name, subset in (("test", test_set), ("val", val_set)):
         if len(subset) == 0:
@@ -164,15 +211,15 @@ def train_and_register(engine: Engine, req: TrainRequest,
         metrics[subset_name] = regression_metrics(req.targets, truth, mean)
     artifact = pack_ensemble(members)
     n_params = sum(p.numel() for p in models[0].parameters())
-    hyper = {"model": model_cfg.to_dict(), "training": TrainConfig(**{
+    hyper = {"model": prep.model_cfg.to_dict(), "training": TrainConfig(**{
         "seed": req.seed, "device": req.device, **req.train_overrides}).to_dict()}
     hyper = _json_safe(hyper)
     with transaction(engine) as s:
         registry.ensure_tag_free(s, req.tag)
         mv = ModelVersion(
             tag=req.tag, name=req.name, preset=req.preset, status="ready", hyperparameters=hyper,
-            targets=req.targets, recipe_id=recipe_id, split_id=split_id,
-            data_snapshot_hash=data.snapshot_hash, code_version=__version__, seed=req.seed,
+            targets=req.targets, recipe_id=prep.recipe_id, split_id=prep.split_id,
+            data_snapshot_hash=prep.data.snapshot_hash, code_version=__version__, seed=req.seed,
             ensemble_size=req.ensemble, n_parameters=int(n_params), metrics=_json_safe(metrics),
             artifact=artifact, artifact_sha256=hashlib.sha256(artifact).hexdigest())
         s.add(mv)
@@ -183,7 +230,135 @@ def train_and_register(engine: Engine, req: TrainRequest,
                               history=_json_safe(r["history"]), best_epoch=r["best_epoch"],
                               seconds=r["seconds"]))
     return {"tag": req.tag, "metrics": metrics, "n_parameters": n_params,
-            "snapshot": data.snapshot_hash, "split_id": split_id, "skipped": data.skipped}
+            "snapshot": prep.data.snapshot_hash, "split_id": prep.split_id,
+            "skipped": prep.data.skipped}
+
+
+def train_and_register(engine: Engine, req: TrainRequest,
+                       progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train ``req`` in this process and register it under ``req.tag`` (library use; the CLI
+    runs the same steps as a job, one task per member, see :func:`submit_train`)."""
+    prep = prepare(engine, req)
+    runs = [train_member(engine, req, prep, m, progress)[1] for m in range(req.ensemble)]
+    return register(engine, req, prep, [r for r in runs if r is not None])
+
+
+# ---------------------------------------------------------------------------------------------
+# As a job: one task per ensemble member, each message at most ``budget_seconds`` of training
+# (a member continues from its checkpoint in the next message), registration at the end.
+
+#: Training time per message: well under Redis' visibility timeout and RabbitMQ's consumer
+#: timeout (30 min by default).
+DEFAULT_BUDGET_SECONDS = 600.0
+
+
+def _request_params(req: TrainRequest) -> dict[str, Any]:
+    return _json_safe(dataclasses.asdict(req))
+
+
+def _request_from(params: dict[str, Any], device: str) -> TrainRequest:
+    return TrainRequest(**{**params, "device": device})
+
+
+def submit_train(engine: Engine, req: TrainRequest, *, runner: str = "in-process",
+                 budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> tuple[int, Prepared]:
+    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member."""
+    from workers.jobs import TaskSpec, create_job
+
+    prep = prepare(engine, req)
+    fixed = dataclasses.replace(req, split=prep.split_name)
+    epochs = _train_config(req, 0).epochs
+    params = {"request": _request_params(fixed), "snapshot": prep.data.snapshot_hash,
+              "budget_seconds": budget_seconds, "n_graphs": int(len(prep.data.material_ids))}
+    job_id = create_job(engine, "train", params,
+                        [TaskSpec({"member": m}, epochs) for m in range(req.ensemble)],
+                        runner=runner, queue=KIND.queue)
+    return job_id, prep
+
+
+def _load_state(blob: bytes | None) -> dict[str, Any] | None:
+    if not blob:
+        return None
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def _dump_state(obj: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+_PREPARED: dict[tuple[str, str], Prepared] = {}
+
+
+def _prepared_for(engine: Engine, job: Any) -> tuple[TrainRequest, Prepared]:
+    """The job's request and its prepared data (cached per process and data snapshot)."""
+    req = _request_from(job.params["request"], "auto")
+    key = (str(engine.url), job.params["snapshot"] + req.tag)
+    if key not in _PREPARED:
+        prep = prepare(engine, req)
+        if prep.data.snapshot_hash != job.params["snapshot"]:
+            raise InputError(
+                f"the training data changed since job {job.id} was submitted (snapshot "
+                f"{prep.data.snapshot_hash[:12]} != {job.params['snapshot'][:12]}); "
+                "submit the training again")
+        _PREPARED.clear()
+        _PREPARED[key] = prep
+    return req, _PREPARED[key]
+
+
+class _TrainKind:
+    name = "train"
+    queue = "gpu"
+
+    def run(self, engine: Engine, job: Any, task: Any, ctx: Any) -> Any:
+        from workers.jobs import Outcome
+
+        req, prep = _prepared_for(engine, job)
+        req = dataclasses.replace(req, device=ctx.device)
+        member = int(task.params["member"])
+        saved = _load_state(task.state)
+        resume = saved["checkpoint"] if saved and "checkpoint" in saved else None
+        so_far = float(saved.get("seconds", 0.0)) if saved else 0.0
+
+        def progress(ep: dict[str, Any]) -> None:
+            ctx.progress(int(ep["epoch"]), info=ep)
+
+        t0 = time.perf_counter()
+        result, run = train_member(engine, req, prep, member, progress, resume=resume,
+                                   budget_seconds=float(job.params["budget_seconds"]),
+                                   seconds_so_far=so_far)
+        if run is None:
+            state = _dump_state({"checkpoint": result.checkpoint,
+                                 "seconds": so_far + time.perf_counter() - t0})
+            return Outcome(done=len(result.history), state=state, requeue=True)
+        return Outcome(done=len(run["history"]), state=_dump_state({"run": run}),
+                       result={"best_epoch": run["best_epoch"], "seconds": run["seconds"],
+                               "device": run["device"]})
+
+    def finalize(self, engine: Engine, job: Any, tasks: list[Any],
+                 device: str = "auto") -> dict[str, Any]:
+        from workers.jobs import get_tasks
+
+        if any(t.status != "done" for t in tasks):
+            return {}
+        tag = job.params["request"]["tag"]
+        with engine.connect() as conn:
+            existing = conn.execute(select(ModelVersion.data_snapshot_hash, ModelVersion.seed)
+                                    .where(ModelVersion.tag == tag)).first()
+        if existing is not None and tuple(existing) == (job.params["snapshot"],
+                                                        job.params["request"]["seed"]):
+            return {"tag": tag, "already_registered": True}  # a repeated final step
+        req, prep = _prepared_for(engine, job)
+        req = dataclasses.replace(req, device=device)
+        runs = [_load_state(t.state)["run"] for t in get_tasks(engine, job.id, with_state=True)]
+        out = register(engine, req, prep, runs)
+        return _json_safe({"tag": out["tag"], "n_parameters": out["n_parameters"],
+                           "metrics": out["metrics"], "skipped": out["skipped"],
+                           "members": len(runs)})
+
+
+KIND = _TrainKind()
 
 
 def regression_metrics(targets: list[str], truth: np.ndarray, pred: np.ndarray

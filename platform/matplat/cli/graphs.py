@@ -8,8 +8,15 @@ import click
 import pandas as pd
 
 from matplat.cli.context import AppContext, pass_app
+from matplat.cli.jobrun import (
+    check_broker,
+    check_no_wait,
+    no_wait_option,
+    raise_if_failed,
+    run_job,
+    runner_name,
+)
 from matplat.cli.output import write
-from matplat.cli.progress import count_bar
 
 
 @click.group()
@@ -32,31 +39,47 @@ def graphs() -> None:
     help="Processes building graphs in parallel.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Build at most N graphs.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Structures per task (one message on a broker) and per commit.")
+@no_wait_option
 @pass_app
-def build(app: AppContext, recipe: str, workers: int, limit: int | None, chunk_size: int) -> None:
-    """Build graphs for every structure that lacks one for RECIPE (resumable, idempotent)."""
-    from workers.graphs import build_graphs, graph_failures
+def build(app: AppContext, recipe: str, workers: int, limit: int | None, chunk_size: int,
+          no_wait: bool) -> None:
+    """Build graphs for every structure that lacks one for RECIPE (resumable, idempotent).
 
+    With a broker the ranges go to workers on queue `cpu`; otherwise they run here, on
+    --workers processes.
+    """
+    from workers.graphs import graph_failures, submit_build
+
+    check_no_wait(app, no_wait)
+    check_broker(app)
     engine = app.engine()
-    with count_bar(None, f"graphs {recipe}", unit="graph") as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        summary = build_graphs(
-            engine, recipe, workers=workers, limit=limit, chunk_size=chunk_size, progress=progress
-        )
-    if summary.pending == 0:
-        click.echo(f"recipe {summary.recipe}: every structure already has a graph; nothing to do")
+    job_id = submit_build(engine, recipe, limit=limit, chunk_size=chunk_size,
+                          runner=runner_name(app))
+    if job_id is None:
+        click.echo(f"recipe {recipe}: every structure already has a graph; nothing to do")
         return
+    if app.settings.broker_url or workers <= 1:
+        job = run_job(app, job_id, desc=f"graphs {recipe}", unit="graph", no_wait=no_wait)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            job = run_job(app, job_id, desc=f"graphs {recipe}", unit="graph", pool=pool)
+    if job is None:
+        return
+    raise_if_failed(job)
+    r = job.result or {}
+    seconds = max((job.finished_at - job.created_at).total_seconds(), 1e-9) \
+        if job.finished_at and job.created_at else 0.0
+    rate = (r.get("built", 0) + r.get("failed", 0)) / seconds if seconds else 0.0
     click.echo(
-        f"recipe {summary.recipe}: built {summary.built}, failed {summary.failed} "
-        f"in {summary.seconds:.1f} s ({summary.per_second:.0f} structures/s)"
+        f"recipe {r.get('recipe', recipe)}: built {r.get('built', 0)}, failed "
+        f"{r.get('failed', 0)} in {seconds:.1f} s ({rate:.0f} structures/s)"
     )
-    if summary.failed:
-        for sid, err in graph_failures(engine, summary.recipe_id, 5):
+    if r.get("failed"):
+        for sid, err in graph_failures(engine, int(r["recipe_id"]), 5):
             click.echo(f"  structure {sid}: {err}", err=True)
 
 

@@ -62,7 +62,18 @@ def cli(
 
 
 def _register() -> None:
-    from matplat.cli import db, export, graphs, ingest, models, query, sample, status, train
+    from matplat.cli import (
+        db,
+        export,
+        graphs,
+        ingest,
+        jobs,
+        models,
+        query,
+        sample,
+        status,
+        train,
+    )
 
     cli.add_command(db.db)
     cli.add_command(status.status)
@@ -74,6 +85,8 @@ def _register() -> None:
     cli.add_command(train.train)
     cli.add_command(train.predict)
     cli.add_command(export.export)
+    cli.add_command(jobs.jobs)
+    cli.add_command(jobs.worker)
 
 
 _register()

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from matplat.cli.context import AppContext, pass_app
-from matplat.cli.progress import count_bar
+from matplat.cli.jobrun import (
+    check_broker,
+    check_no_wait,
+    no_wait_option,
+    raise_if_failed,
+    run_job,
+    runner_name,
+)
 from matplat.errors import InputError
 
 TARGETS = ("formation_energy", "band_gap", "magnetization", "volume_per_atom", "volume_deviation")
@@ -64,6 +71,14 @@ def _load_config(path: str | None) -> dict[str, Any]:
     type=click.Path(dir_okay=False, exists=True),
     help="JSON file with 'model' and 'training' overrides.",
 )
+@click.option(
+    "--slice-seconds",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Training time per task message; a member continues from its checkpoint in the next.",
+)
+@no_wait_option
 @pass_app
 def train(
     app: AppContext,
@@ -79,9 +94,15 @@ def train(
     recipe: str,
     split_name: str | None,
     config_path: str | None,
+    slice_seconds: float,
+    no_wait: bool,
 ) -> None:
-    """Train a CGNN on the stored graphs and register it as model version TAG."""
-    from workers.training import DEFAULT_TARGETS, TrainRequest, train_and_register
+    """Train a CGNN on the stored graphs and register it as model version TAG.
+
+    With a broker each ensemble member is a task on queue `gpu` (trained in slices of at most
+    10 minutes per message, from checkpoints), and the last one registers the model.
+    """
+    from workers.training import DEFAULT_TARGETS, TrainRequest, submit_train
 
     cfg = _load_config(config_path)
     target_list = (
@@ -111,25 +132,29 @@ def train(
         device=app.settings.device,
     )
     engine = app.engine()
-    with count_bar(None, f"train {tag}", unit="epoch") as bar:
+    check_no_wait(app, no_wait)
+    check_broker(app)
+    job_id, _prep = submit_train(
+        engine, req, runner=runner_name(app), budget_seconds=slice_seconds
+    )
 
-        def progress(ep: dict[str, Any]) -> None:
-            total = ep["epochs"] * ep["members"]
-            bar.total = total
-            bar.update(ep["member"] * ep["epochs"] + ep["epoch"] - bar.n)
-            val = ep.get("val_mae") or {}
-            shown = " ".join(f"{k}={v:.4g}" for k, v in val.items() if v is not None)
-            bar.set_postfix_str(
-                f"m{ep['member']} loss={ep.get('train_loss', float('nan')):.4g} "
-                f"val_mae[{shown}] {ep.get('graphs_per_s', 0):.0f} graphs/s"
-            )
+    def postfix(ep: dict[str, Any]) -> str:
+        val = ep.get("val_mae") or {}
+        shown = " ".join(f"{k}={v:.4g}" for k, v in val.items() if v is not None)
+        return (f"m{ep['member']} loss={ep.get('train_loss', float('nan')):.4g} "
+                f"val_mae[{shown}] {ep.get('graphs_per_s', 0):.0f} graphs/s")
 
-        result = train_and_register(engine, req, progress)
+    job = run_job(app, job_id, desc=f"train {tag}", unit="epoch", no_wait=no_wait,
+                  postfix=postfix)
+    if job is None:
+        return
+    raise_if_failed(job)
+    result = job.result or {}
     click.echo(
         f"registered model version {tag} ({result['n_parameters']:,} parameters, "
         f"{req.ensemble} member(s))"
     )
-    test = result["metrics"].get("test") or {}
+    test = (result.get("metrics") or {}).get("test") or {}
     for target, m in test.items():
         extra = " ".join(
             f"{k}={v:.4g}"
@@ -154,8 +179,9 @@ def train(
     type=click.IntRange(min=1),
     default=20000,
     show_default=True,
-    help="Materials per committed chunk.",
+    help="Materials per task (one message on a broker) and per commit.",
 )
+@no_wait_option
 @pass_app
 def predict(
     app: AppContext,
@@ -164,29 +190,41 @@ def predict(
     where: str | None,
     batch_size: int,
     chunk_size: int,
+    no_wait: bool,
 ) -> None:
-    """Predict every selected material's properties and write them into `predictions`."""
-    from workers.predict import predict_and_store
+    """Predict every selected material's properties and write them into `predictions`.
+
+    With a broker the material ranges go to workers on queue `gpu`.
+    """
+    from workers.predict import PredictSummary, submit_predict
 
     if (tag is None) == (alias is None):
         raise click.UsageError("give exactly one of --model-tag or --alias")
     engine = app.engine()
-    with count_bar(None, "predict", unit="material") as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        s = predict_and_store(
-            engine,
-            tag=tag,
-            alias=alias,
-            where=where,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            device=app.settings.device,
-            progress=progress,
+    check_no_wait(app, no_wait)
+    check_broker(app)
+    plan, job_id = submit_predict(engine, tag=tag, alias=alias, where=where,
+                                  batch_size=batch_size, chunk_size=chunk_size,
+                                  runner=runner_name(app))
+    if job_id is None:
+        click.echo(
+            f"model {plan.tag}: all {len(plan.selected)} selected materials already have "
+            "predictions; nothing to do"
         )
+        return
+    job = run_job(app, job_id, desc=f"predict {plan.tag}", unit="material", no_wait=no_wait)
+    if job is None:
+        return
+    raise_if_failed(job)
+    r = job.result or {}
+    seconds = (job.finished_at - job.created_at).total_seconds() \
+        if job.finished_at and job.created_at else 0.0
+    s = PredictSummary(tag=plan.tag, targets=plan.targets, selected=len(plan.selected),
+                       already=len(plan.selected) - len(plan.todo),
+                       predicted=int(r.get("predicted", 0)),
+                       rows_written=int(r.get("rows_written", 0)),
+                       graphs_built=int(r.get("graphs_built", 0)),
+                       graphs_failed=int(r.get("graphs_failed", 0)), seconds=seconds)
     if s.predicted == 0 and s.already == s.selected:
         click.echo(
             f"model {s.tag}: all {s.selected} selected materials already have predictions;"

@@ -2,7 +2,7 @@
 
 from matplat.db.models.graphs import CrystalGraph, GraphRecipe
 from matplat.db.models.ingest import IngestRun
-from matplat.db.models.jobs import Job
+from matplat.db.models.jobs import Job, JobTask
 from matplat.db.models.materials import DftProperty, Material, MaterialElement, Site, Structure
 from matplat.db.models.mlmodels import (
     DatasetSplit,
@@ -21,6 +21,7 @@ __all__ = [
     "GraphRecipe",
     "IngestRun",
     "Job",
+    "JobTask",
     "Material",
     "MaterialElement",
     "ModelAlias",
