@@ -326,10 +326,13 @@ def finish(engine: Engine, task_id: int, outcome: Outcome | None = None, *,
     caller must then run (or enqueue) :func:`finalize`. With ``outcome.requeue`` the task goes
     back to ``queued`` with its checkpoint and the caller must run (or enqueue) it again."""
     stamp = now()
-    with engine.begin() as conn:
+    # Two tasks finishing together must not both miss (or both see) the end of the job: lock
+    # the job row first and count open tasks with READ COMMITTED reads (InnoDB's default
+    # REPEATABLE READ would count from a snapshot taken before the other task committed).
+    opts = {"isolation_level": "READ COMMITTED"} if engine.dialect.name in (
+        "mysql", "mariadb") else {}
+    with engine.connect().execution_options(**opts) as conn, conn.begin():
         job_id = conn.execute(select(TASKS.c.job_id).where(TASKS.c.id == task_id)).scalar_one()
-        # Lock the job row first: two tasks finishing together must not both miss (or both
-        # see) the end of the job.
         conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(updated_at=stamp))
         values: dict[str, Any] = {"updated_at": stamp}
         if outcome is not None and outcome.requeue:
