@@ -20,21 +20,26 @@ ensemble writes them) in chunks of 20k materials, one transaction per chunk as
 ``predict_and_store`` does, against a baseline of plain ``executemany`` of
 ``INSERT INTO predictions … VALUES (…)`` of the same rows in the same chunks, each into its own
 fresh model version of the same database (rows deleted after each, so every writer starts
-from the same table). Alternated, best of ``--writeback-rounds``. PostgreSQL also gets a
-diagnostic row: the same ``write_predictions`` calls with ``SET LOCAL session_replication_role
-= replica`` (foreign-key triggers off; superuser only), to show what the per-row FK checks of
-``predictions`` (to materials and model_versions) cost.
+from the same table). Alternated, best of ``--writeback-rounds``. PostgreSQL gets two more
+rows: the same ``write_predictions`` calls with revision 0002's foreign key from
+``predictions.model_version_id`` to ``model_versions`` added back for that writer (the schema
+before revision 0003: the same-run before/after of dropping it), and a diagnostic with ``SET
+LOCAL session_replication_role = replica`` (foreign-key triggers off; superuser only), to show
+what the remaining per-row check (to ``materials``) costs.
 
 Part (b), PostgreSQL only: README query latency. A fresh database with M materials (default
 250k) with compositions (1–5 elements, O in about a quarter of them), space groups, DFT rows
 (some NULL), a formula-grouped-like 80/10/10 split, and predictions of the four README
 properties by two model versions v3 and v4 (M × 4 rows each) written with
-``write_predictions``; ``model_metrics`` refreshed with ``workers.leaderboard.refresh_metrics``;
-then ``VACUUM ANALYZE``. Each example query of README.md (between ``<!-- readme-query: NAME
+``write_predictions``; ``workers.leaderboard.refresh_metrics`` after each model (the
+snapshot ``wide_predictions`` and the metric tables the README's queries read), then
+``VACUUM ANALYZE``. Each example query of README.md (between ``<!-- readme-query: NAME
 -->`` and the next ```sql block; :a='Fe', :b='O') runs through
 ``matplat.services.query.run_query`` (what ``platform query`` uses): one warm-up, then
 ``--runs`` timed runs; median reported, with ``EXPLAIN (ANALYZE, BUFFERS)`` of any query whose
-median exceeds 100 ms.
+median exceeds 100 ms. Baseline in the same run: the README's queries before revision 0003
+(``BASELINE_QUERIES``, same questions over ``prediction_results``; they still run on the new
+schema) through the same ``run_query``, ``--baseline-runs`` timed runs after a warm-up.
 
 One process, torch and BLAS on one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)).
 """
@@ -74,7 +79,7 @@ torch.set_num_threads(1)
 with contextlib.suppress(RuntimeError):  # already set
     torch.set_num_interop_threads(1)
 
-from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy import Engine, bindparam, text  # noqa: E402
 
 from matplat import __version__  # noqa: E402
 from matplat.db import migrate  # noqa: E402
@@ -91,6 +96,9 @@ TARGETS_A = ["formation_energy", "band_gap", "magnetization", "volume_deviation"
 PROPS_B = ["formation_energy", "volume_per_atom", "band_gap", "magnetization"]  # README's four
 CHUNK = 20_000
 FK_OFF = "write_predictions, FK triggers off (diagnostic)"
+WITH_FK = "write_predictions + 0002's FK to model_versions (before)"
+_FK_SQL = ("ALTER TABLE predictions ADD CONSTRAINT bench_fk_model_version FOREIGN KEY "
+           "(model_version_id) REFERENCES model_versions (id) ON DELETE CASCADE")
 SMALL_MODEL = {"n_hidden": 32, "n_graph": 64, "n_conv": 2}
 
 
@@ -392,14 +400,18 @@ def writeback(engine: Engine, n: int, rounds: int, recipe_id: int | None) -> dic
         ("write_predictions", bulk_write), ("executemany INSERT", plain_executemany)]
     if engine.dialect.name == "postgresql":
         # Diagnostic only: the same call with the foreign-key triggers of `predictions` off
-        # (needs a superuser; shows what the two per-row FK checks cost).
+        # (needs a superuser; shows what the remaining per-row check, to materials, costs).
         writers.append((FK_OFF, lambda *a: bulk_write(
             *a, pre="SET LOCAL session_replication_role = replica")))
+        writers.append((WITH_FK, bulk_write))
     res: dict[str, list[float]] = {label: [] for label, _ in writers}
     for r in range(rounds):
         for label, fn in writers:
             mv = register_model(engine, f"bench-wb-{uuid.uuid4().hex[:6]}", TARGETS_A,
                                 recipe_id, None, seed=r)
+            if label == WITH_FK:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(_FK_SQL)
             t0 = time.perf_counter()
             fn(engine, mv, mids, TARGETS_A, values, unc)
             dt = time.perf_counter() - t0
@@ -410,6 +422,12 @@ def writeback(engine: Engine, n: int, rounds: int, recipe_id: int | None) -> dic
                 conn.execute(text("DELETE FROM predictions WHERE model_version_id = :m"),
                              {"m": mv})
                 conn.execute(text("DELETE FROM model_versions WHERE id = :m"), {"m": mv})
+                if label == WITH_FK:
+                    conn.exec_driver_sql("ALTER TABLE predictions DROP CONSTRAINT "
+                                         "bench_fk_model_version")
+            if engine.dialect.name == "postgresql":  # every writer starts from the same table
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    c.exec_driver_sql("VACUUM predictions")
             res[label].append(dt)
             log(f"  write-back {label}: {rows} rows in {dt:.2f} s ({rows / dt:,.0f} rows/s)")
     out = {k: {"best_s": min(v), "all_s": v, "rows": rows, "rows_s": rows / min(v)}
@@ -462,7 +480,7 @@ def print_part_a(res: dict[str, Any], n: int) -> str:
     for name, r in res.items():
         wb = r["writeback"]
         base = wb["executemany INSERT"]["best_s"]
-        for k in ("write_predictions", "executemany INSERT", FK_OFF):
+        for k in ("write_predictions", "executemany INSERT", WITH_FK, FK_OFF):
             if k not in wb:
                 continue
             lines.append(f"| {name} | {k} | {wb[k]['best_s']:.2f} | {wb[k]['rows_s']:,.0f} | "
@@ -549,40 +567,121 @@ def readme_queries() -> dict[str, str]:
     return out
 
 
-def part_b(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+#: The README's example queries before revision 0003 (same questions, over
+#: ``prediction_results``), timed in the same run as the baseline.
+BASELINE_QUERIES = {
+    "screening": """
+SELECT bg.material_id, bg.formula, bg.predicted AS band_gap, fe.predicted AS formation_energy,
+       bg.dft AS band_gap_dft, bg.abs_error AS band_gap_error
+FROM prediction_results bg
+JOIN prediction_results fe
+  ON fe.material_id = bg.material_id AND fe.model_tag = bg.model_tag
+ AND fe.property = 'formation_energy'
+WHERE bg.model_tag = 'v3' AND bg.property = 'band_gap'
+  AND bg.predicted BETWEEN 1 AND 3 AND fe.predicted < -1
+  AND NOT EXISTS (SELECT 1 FROM material_elements e
+                  WHERE e.material_id = bg.material_id AND e.element = 'Pb')
+ORDER BY bg.material_id""",
+    "error_by_spacegroup": """
+SELECT m.spacegroup, pr.property, COUNT(*) AS n, AVG(pr.abs_error) AS mae
+FROM prediction_results pr
+JOIN materials m ON m.id = pr.material_id
+WHERE pr.model_tag = 'v3' AND pr.split = 'test' AND pr.abs_error IS NOT NULL
+GROUP BY m.spacegroup, pr.property
+ORDER BY m.spacegroup, pr.property""",
+    "error_by_chemistry": """
+SELECT CASE WHEN EXISTS (SELECT 1 FROM material_elements e
+                         WHERE e.material_id = pr.material_id AND e.element = 'O')
+            THEN 'oxide' ELSE 'other' END AS chemistry,
+       COUNT(*) AS n, AVG(pr.abs_error) AS mae
+FROM prediction_results pr
+WHERE pr.model_tag = 'v3' AND pr.property = 'formation_energy' AND pr.abs_error IS NOT NULL
+GROUP BY 1
+ORDER BY 1""",
+    "compare_models": """
+SELECT a.property, COUNT(*) AS n, AVG(a.abs_error) AS mae_v3, AVG(b.abs_error) AS mae_v4,
+       SUM(CASE WHEN b.abs_error < a.abs_error THEN 1 ELSE 0 END) AS v4_closer
+FROM prediction_results a
+JOIN prediction_results b
+  ON b.material_id = a.material_id AND b.property = a.property AND b.model_tag = 'v4'
+WHERE a.model_tag = 'v3' AND a.abs_error IS NOT NULL
+GROUP BY a.property
+ORDER BY a.property""",
+    "elements_present": """
+SELECT mp.material_id, mp.formula, mp.formation_energy, mp.band_gap
+FROM material_properties mp
+WHERE mp.material_id IN (SELECT material_id FROM material_elements
+                         WHERE element IN (:a, :b)
+                         GROUP BY material_id HAVING COUNT(*) = 2)
+ORDER BY mp.material_id""",
+}
+
+
+def time_query(engine: Engine, sql: str, params: dict[str, str], runs: int
+               ) -> tuple[dict[str, Any], Any]:
     from matplat.services.query import run_query
 
+    df = run_query(engine, sql, params)  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        df = run_query(engine, sql, params)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return ({"median_ms": med * 1e3, "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3,
+             "rows": len(df), "all_ms": [x * 1e3 for x in times]}, df)
+
+
+def same_answer(name: str, new: Any, old: Any) -> bool:
+    """The rewritten query answers as the old one did (compared where the shapes allow)."""
+    if name == "error_by_chemistry":
+        old = old.set_index("chemistry")
+        want = [old.n["oxide"], old.mae["oxide"], old.n["other"], old.mae["other"]]
+        return bool(np.allclose(new.iloc[0].astype(float).to_numpy(), np.asarray(want, float)))
+    if name == "error_by_spacegroup":
+        fe = old[old.property == "formation_energy"].set_index("spacegroup").mae
+        got = new.set_index("spacegroup").formation_energy_mae.reindex(fe.index)
+        return bool(np.allclose(got.astype(float), fe.astype(float)))
+    if list(new.columns) != list(old.columns) or len(new) != len(old):
+        return False
+    return all(np.allclose(new[c].astype(float), old[c].astype(float), equal_nan=True)
+               if new[c].dtype.kind in "fiu" else (new[c].astype(str) == old[c].astype(str)).all()
+               for c in new.columns)
+
+
+def part_b(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     queries = readme_queries()
     params = {"elements_present": {"a": "Fe", "b": "O"}}
-    res: dict[str, Any] = {"queries": {}, "explain": {}}
+    res: dict[str, Any] = {"queries": {}, "baseline": {}, "same_answer": {}, "explain": {}}
     with PgDatabase(args.pg_url, keep=args.keep_db) as db:
         engine = fresh_engine(db.url)
         log(f"(b) building {args.query_materials} materials, 2 models × 4 properties")
         res["build"] = build_query_db(engine, args.query_materials, args.seed)
+        tables = ("materials", "material_elements", "dft_properties", "split_members",
+                  "predictions", "wide_predictions", "model_metrics", "model_element_metrics",
+                  "model_pair_metrics")
         with engine.connect() as conn:
             res["rows"] = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
-                           for t in ("materials", "material_elements", "dft_properties",
-                                     "split_members", "predictions", "model_metrics")}
+                           for t in tables}
             res["sizes"] = {r[0]: r[1] for r in conn.execute(text(
                 "SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class "
-                "WHERE relname IN ('predictions', 'materials', 'material_elements', "
-                "'dft_properties', 'split_members')"))}
+                "WHERE relname IN :t").bindparams(bindparam("t", expanding=True)),
+                {"t": list(tables)})}
         log(f"(b) rows: {res['rows']}")
         for name, sql in queries.items():
             p = params.get(name, {})
-            df = run_query(engine, sql, p)  # warm-up
-            times = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                df = run_query(engine, sql, p)
-                times.append(time.perf_counter() - t0)
-            med = statistics.median(times)
-            res["queries"][name] = {"median_ms": med * 1e3, "min_ms": min(times) * 1e3,
-                                    "max_ms": max(times) * 1e3, "rows": len(df),
-                                    "all_ms": [x * 1e3 for x in times]}
-            log(f"(b) {name}: median {med * 1e3:.1f} ms, {len(df)} rows")
-            if med > 0.100 or args.explain_all:
+            res["queries"][name], df = time_query(engine, sql, p, args.runs)
+            med = res["queries"][name]["median_ms"]
+            log(f"(b) {name}: median {med:.1f} ms, {len(df)} rows")
+            if name in BASELINE_QUERIES and args.baseline_runs:
+                res["baseline"][name], old = time_query(engine, BASELINE_QUERIES[name], p,
+                                                        args.baseline_runs)
+                res["same_answer"][name] = same_answer(name, df, old)
+                log(f"(b) {name} before 0003: median {res['baseline'][name]['median_ms']:.1f} "
+                    f"ms, {len(old)} rows; same answer: {res['same_answer'][name]}")
+            if med > 100 or args.explain_all:
                 with engine.connect() as conn:
+                    conn.exec_driver_sql("SET jit = off")  # as run_query does
                     plan = "\n".join(r[0] for r in conn.execute(
                         text("EXPLAIN (ANALYZE, BUFFERS) " + sql), p))
                 res["explain"][name] = plan
@@ -594,12 +693,16 @@ def print_part_b(res: dict[str, Any]) -> str:
     lines = [f"README queries over {res['rows']['predictions']:,} prediction rows "
              f"({res['rows']['materials']:,} materials; PostgreSQL; `run_query`; median of the "
              "timed runs after one warm-up):", "",
-             "| query | median ms | min ms | max ms | rows | < 100 ms |",
-             "| --- | ---: | ---: | ---: | ---: | :---: |"]
+             "| query | median ms | min ms | max ms | rows | < 100 ms | before 0003: median ms "
+             "| × faster | same answer |",
+             "| --- | ---: | ---: | ---: | ---: | :---: | ---: | ---: | :---: |"]
     for name, q in res["queries"].items():
         ok = "yes" if q["median_ms"] < 100 else "**no**"
+        b = res.get("baseline", {}).get(name)
+        before = (f"{b['median_ms']:.1f} | {b['median_ms'] / q['median_ms']:.1f} | "
+                  f"{'yes' if res['same_answer'][name] else '**no**'}") if b else "– | – | –"
         lines.append(f"| {name} | {q['median_ms']:.1f} | {q['min_ms']:.1f} | {q['max_ms']:.1f} | "
-                     f"{q['rows']:,} | {ok} |")
+                     f"{q['rows']:,} | {ok} | {before} |")
     text_ = "\n".join(lines)
     print(text_)
     for name, plan in res["explain"].items():
@@ -615,6 +718,8 @@ def main() -> None:
     ap.add_argument("--part", choices=["a", "b", "all"], default="all")
     ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--baseline-runs", type=int, default=3,
+                    help="timed runs of each pre-0003 README query (0: skip the baseline)")
     ap.add_argument("--writeback-rounds", type=int, default=2)
     ap.add_argument("--explain-all", action="store_true")
     ap.add_argument("--keep-db", action="store_true",
