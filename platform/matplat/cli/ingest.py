@@ -59,6 +59,7 @@ def ingest(
     loader.ensure_known_rule(rule, RULES)
     engine = app.engine()
     file_size = sha = None
+    hasher = None
     if _is_db_url(path):
         from matplat.ingest.live import iter_server_tables
         from matplat.ingest.oqmd import NEEDED_TABLES
@@ -91,36 +92,46 @@ def ingest(
             if not p.is_file():
                 raise InputError(f"{path}: no such file")
             file_size = p.stat().st_size
-            with byte_bar(file_size, "checksum") as update:
-                done = 0
+            # A file can only be one ingested before if an earlier run read as many bytes;
+            # then hash it first to say so without ingesting. Otherwise hash it on the
+            # second core while it is ingested.
+            if not force and limit is None and loader.sized_like(engine, file_size, rule):
+                with byte_bar(file_size, "checksum") as update:
+                    done = 0
 
-                def on_bytes(n: int) -> None:
-                    nonlocal done
-                    done += n
-                    update(done)
+                    def on_bytes(n: int) -> None:
+                        nonlocal done
+                        done += n
+                        update(done)
 
-                sha = loader.file_sha256(p, on_bytes)
-            prior = loader.previous_run(engine, sha, rule)
-            if prior is not None and not force and limit is None:
-                click.echo(
-                    f"{path}: already ingested by run {prior} (same sha256, rule "
-                    f"{rule}); nothing to do. Use --force to re-read it."
+                    sha = loader.file_sha256(p, on_bytes)
+                prior = loader.previous_run(engine, sha, rule)
+                if prior is not None:
+                    click.echo(
+                        f"{path}: already ingested by run {prior} (same sha256, rule "
+                        f"{rule}); nothing to do. Use --force to re-read it."
+                    )
+                    return
+            else:
+                hasher = loader.BackgroundSha256(p)
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work,
+                byte_bar(file_size, "ingest") as update,
+            ):
+                chunks = extract_dump(path, rule, workdir=Path(work), limit=limit, progress=update)
+                summary = loader.load_chunks(
+                    engine,
+                    chunks,
+                    rule=rule,
+                    source_name=Path(path).name if path != "-" else "<stdin>",
+                    file_size=file_size,
+                    sha256=hasher.result if hasher is not None else sha,
+                    dry_run=dry_run,
                 )
-                return
-        with (
-            tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work,
-            byte_bar(file_size, "ingest") as update,
-        ):
-            chunks = extract_dump(path, rule, workdir=Path(work), limit=limit, progress=update)
-            summary = loader.load_chunks(
-                engine,
-                chunks,
-                rule=rule,
-                source_name=Path(path).name if path != "-" else "<stdin>",
-                file_size=file_size,
-                sha256=sha,
-                dry_run=dry_run,
-            )
+        finally:
+            if hasher is not None:
+                hasher.cancel()
     if rejects_path:
         loader.write_rejects(Path(rejects_path), summary.rejects)
     click.echo(render(pd.DataFrame(summary.as_rows(), columns=["", "value"]), "table"))

@@ -4,37 +4,41 @@ One ingest is one transaction: materials are classified per chunk as added (new
 ``(source, source_id)``), updated (content hash changed) or unchanged, and written with the
 engine's bulk path (:mod:`matplat.ingest.writers`). Any error or Ctrl-C rolls everything back,
 so the database is exactly as before; rerunning finishes the work without duplicates.
+
+Chunks are written by a writer thread while the caller's thread computes the next ones
+(:func:`_pipelined`): the database server (another process) and the COPY transfers (psycopg
+releases the GIL while it waits) then run beside the extraction on a second core.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy import Engine, select, text
 
-from matplat.db.bulk import copy_fixed_width, insert_columns
 from matplat.db.models import IngestRun
 from matplat.errors import InputError
+from matplat.ingest.writers import SOURCE, ChunkWriter, element_symbols
 
-SOURCE = "oqmd"
-
-#: Atomic number → element symbol (index 0 unused).
-_SYMBOLS: list[str] | None = None
-
-
-def element_symbols() -> list[str]:
-    global _SYMBOLS
-    if _SYMBOLS is None:
-        from pymatgen.core.periodic_table import Element
-
-        _SYMBOLS = [""] + [Element.from_Z(z).symbol for z in range(1, 119)]
-    return _SYMBOLS
+__all__ = [
+    "SOURCE",
+    "BackgroundSha256",
+    "IngestSummary",
+    "element_symbols",
+    "file_sha256",
+    "load_chunks",
+    "previous_run",
+    "sized_like",
+    "write_rejects",
+]
 
 
 @dataclass
@@ -81,17 +85,58 @@ class IngestSummary:
         return rows
 
 
-def file_sha256(path: Path, progress: Callable[[int], None] | None = None) -> str:
+def file_sha256(
+    path: Path,
+    progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
             if progress:
                 progress(len(chunk))
+            if stop is not None and stop.is_set():
+                break
     return h.hexdigest()
 
 
-def _lock(conn: Connection) -> None:
+class BackgroundSha256:
+    """sha256 of a file computed in a thread (hashlib and file reads release the GIL).
+
+    The ingest reads and parses the file on one core while this hashes it on the other;
+    :meth:`result` waits for the digest. :meth:`cancel` stops early (on error or Ctrl-C).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._stop = threading.Event()
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path,), name="matplat-sha256", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._digest = file_sha256(path, stop=self._stop)
+        except BaseException as exc:  # re-raised by result()
+            self._error = exc
+
+    def result(self) -> str:
+        while self._thread.is_alive():
+            self._thread.join(0.05)
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None and not self._stop.is_set()
+        return self._digest
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _lock(conn: Any) -> None:
     """Serialise ingests: one writer allocates material ids at a time."""
     backend = conn.dialect.name
     if backend == "postgresql":
@@ -105,203 +150,63 @@ def _lock(conn: Connection) -> None:
         conn.execute(text("SELECT id FROM materials ORDER BY id DESC LIMIT 1 FOR UPDATE"))
 
 
-def _next_id(conn: Connection, table: str) -> int:
+def _next_id(conn: Any, table: str) -> int:
     return int(conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one()) + 1
 
 
-def _existing(conn: Connection, source_ids: list[str]) -> dict[str, tuple[int, str]]:
-    """(source_id → (material id, content hash)) for the chunk's materials already stored."""
-    out: dict[str, tuple[int, str]] = {}
-    stmt = text(
-        "SELECT source_id, id, content_hash FROM materials "
-        "WHERE source = :source AND source_id IN :ids"
-    ).bindparams(bindparam("ids", expanding=True))
-    for i in range(0, len(source_ids), 2000):
-        part = source_ids[i : i + 2000]
-        for sid, mid, h in conn.execute(stmt, {"source": SOURCE, "ids": part}):
-            out[sid] = (int(mid), h)
-    return out
+_DONE = object()
 
 
-def _delete_materials_children(conn: Connection, ids: list[int]) -> None:
-    """Remove the structure-level rows of updated materials (graphs cascade with structures)."""
-    for table, key in (
-        ("material_elements", "material_id"),
-        ("dft_properties", "material_id"),
-        ("structures", "material_id"),
-    ):
-        stmt = text(f"DELETE FROM {table} WHERE {key} IN :ids").bindparams(
-            bindparam("ids", expanding=True)
-        )
-        for i in range(0, len(ids), 2000):
-            conn.execute(stmt, {"ids": ids[i : i + 2000]})
+def _pipelined(items: Iterable[Any], consume: Callable[[Any], None], depth: int = 2) -> None:
+    """``consume(item)`` for every item, in order, in a worker thread.
 
+    The caller's thread iterates ``items`` (the extraction) while the worker consumes the
+    previous ones (the writes). An exception on either side (or Ctrl-C, which Python
+    delivers to the main thread) stops both: the worker finishes the item it is writing,
+    then the exception propagates to the caller, who rolls back.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    failed: list[BaseException] = []
+    stop = threading.Event()
 
-def _write_chunk(
-    conn: Connection,
-    chunk: Any,
-    rule: str,
-    run_id: int | None,
-    summary: IngestSummary,
-    id_state: dict[str, int],
-) -> None:
-    n = len(chunk.source_id)
-    if n == 0:
-        return
-    source_ids = [str(int(s)) for s in chunk.source_id]
-    existing = _existing(conn, source_ids)
-    hashes = list(chunk.content_hash)
-    new_idx: list[int] = []
-    upd_idx: list[int] = []
-    for i, sid in enumerate(source_ids):
-        hit = existing.get(sid)
-        if hit is None:
-            new_idx.append(i)
-        elif hit[1] != hashes[i]:
-            upd_idx.append(i)
-    summary.unchanged += n - len(new_idx) - len(upd_idx)
-    summary.added += len(new_idx)
-    summary.updated += len(upd_idx)
-    if not new_idx and not upd_idx:
-        return
+    def work() -> None:
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE or stop.is_set():
+                    return
+                consume(item)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+            stop.set()
 
-    material_ids = np.zeros(n, dtype=np.int64)
-    start = id_state["material"]
-    material_ids[new_idx] = np.arange(start, start + len(new_idx), dtype=np.int64)
-    id_state["material"] = start + len(new_idx)
-    for i in upd_idx:
-        material_ids[i] = existing[source_ids[i]][0]
+    def put(item: Any) -> None:
+        while True:
+            if failed:
+                raise failed[0]
+            try:
+                q.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
-    if upd_idx:
-        upd_ids = [int(material_ids[i]) for i in upd_idx]
-        _delete_materials_children(conn, upd_ids)
-        stmt = text(
-            "UPDATE materials SET formula = :formula, composition = :composition, "
-            "natoms = :natoms, spacegroup = :spacegroup, prototype = :prototype, "
-            "content_hash = :content_hash, ingest_run_id = :run, updated_at = CURRENT_TIMESTAMP "
-            "WHERE id = :id"
-        )
-        conn.execute(
-            stmt,
-            [
-                {
-                    "id": int(material_ids[i]),
-                    "formula": chunk.formula[i],
-                    "composition": chunk.composition[i],
-                    "natoms": int(chunk.natoms[i]),
-                    "spacegroup": int(chunk.spacegroup[i]) if chunk.spacegroup[i] >= 0 else None,
-                    "prototype": chunk.prototype[i],
-                    "content_hash": hashes[i],
-                    "run": run_id,
-                }
-                for i in upd_idx
-            ],
-        )
-    if new_idx:
-        sel = np.asarray(new_idx)
-        sg = np.asarray(chunk.spacegroup)[sel]
-        insert_columns(
-            conn,
-            "materials",
-            {
-                "id": material_ids[sel],
-                "source": [SOURCE] * len(sel),
-                "source_id": [source_ids[i] for i in new_idx],
-                "formula": [chunk.formula[i] for i in new_idx],
-                "composition": [chunk.composition[i] for i in new_idx],
-                "natoms": np.asarray(chunk.natoms)[sel],
-                "spacegroup": [int(v) if v >= 0 else None for v in sg],
-                "prototype": [chunk.prototype[i] for i in new_idx],
-                "content_hash": [hashes[i] for i in new_idx],
-                "ingest_run_id": [run_id] * len(sel),
-            },
-        )
-
-    write = np.sort(np.asarray(new_idx + upd_idx, dtype=np.int64))
-    mids = material_ids[write]
-    # One structure per material; the structure id is the material id.
-    offsets = np.asarray(chunk.site_offsets, dtype=np.int64)
-    lattice = np.asarray(chunk.lattice, dtype="<f8")
-    frac = np.asarray(chunk.frac_coords, dtype="<f8")
-    numbers = np.asarray(chunk.atomic_numbers, dtype="<i2")
-    insert_columns(
-        conn,
-        "structures",
-        {
-            "id": mids,
-            "material_id": mids,
-            "source_structure_id": np.asarray(chunk.structure_id, dtype=np.int64)[write],
-            "natoms": np.asarray(chunk.natoms, dtype=np.int64)[write],
-            "volume": np.asarray(chunk.volume, dtype=np.float64)[write],
-            "lattice": [lattice[i].tobytes() for i in write],
-            "frac_coords": [frac[offsets[i] : offsets[i + 1]].tobytes() for i in write],
-            "atomic_numbers": [numbers[offsets[i] : offsets[i + 1]].tobytes() for i in write],
-        },
-    )
-    # Sites: gather the rows of written materials, vectorised.
-    counts = offsets[write + 1] - offsets[write]
-    site_struct = np.repeat(mids, counts)
-    site_index = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    site_rows = np.repeat(offsets[write], counts) + site_index
-    z = numbers[site_rows].astype(np.int64)
-    symbols = np.asarray(element_symbols(), dtype=object)
-    sym = symbols[z]
-    site_cols = {
-        "structure_id": site_struct,
-        "site_index": site_index.astype(np.int32),
-        "atomic_number": z.astype(np.int16),
-        "x": frac[site_rows, 0].copy(),
-        "y": frac[site_rows, 1].copy(),
-        "z": frac[site_rows, 2].copy(),
-    }
-    if conn.dialect.name == "postgresql":
-        # Fixed-width binary COPY needs one symbol length per part: 1- and 2-letter elements.
-        symbol_bytes = np.asarray([s.encode() for s in element_symbols()], dtype=object)
-        lengths = np.asarray([len(b) for b in symbol_bytes])[z]
-        for length in np.unique(lengths):
-            part = lengths == length
-            copy_fixed_width(conn, "sites", {
-                **{k: v[part] for k, v in site_cols.items()},
-                "element": symbol_bytes[z[part]].astype(f"S{length}"),
-            })
-    else:
-        site_cols["element"] = sym.tolist()
-        insert_columns(conn, "sites", site_cols)
-    summary.sites += len(site_rows)
-
-    # Elements per material (count per cell).
-    pairs = np.stack([site_struct, z], axis=1)
-    uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
-    insert_columns(
-        conn,
-        "material_elements",
-        {
-            "material_id": uniq[:, 0],
-            "element": symbols[uniq[:, 1]].tolist(),
-            "count": cnt.astype(np.int64),
-        },
-    )
-    prop = {
-        name: np.asarray(getattr(chunk, name), dtype=np.float64)[write]
-        for name in (
-            "formation_energy",
-            "volume_per_atom",
-            "band_gap",
-            "magnetization",
-            "total_magnetization",
-            "volume_deviation",
-        )
-    }
-    insert_columns(
-        conn,
-        "dft_properties",
-        {
-            "material_id": mids,
-            **prop,
-            "source_calculation_id": np.asarray(chunk.calculation_id, dtype=np.int64)[write],
-            "selection_rule": [rule] * len(write),
-        },
-    )
+    worker = threading.Thread(target=work, name="matplat-ingest-writer", daemon=True)
+    worker.start()
+    try:
+        for item in items:
+            put(item)
+        put(_DONE)
+        while worker.is_alive():
+            worker.join(0.05)
+        if failed:
+            raise failed[0]
+    except BaseException:
+        stop.set()
+        while worker.is_alive():  # unblock a worker waiting on the queue, then wait for it
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(_DONE)
+            worker.join(0.05)
+        raise
 
 
 def load_chunks(
@@ -311,13 +216,21 @@ def load_chunks(
     rule: str,
     source_name: str,
     file_size: int | None = None,
-    sha256: str | None = None,
+    sha256: str | Callable[[], str | None] | None = None,
     dry_run: bool = False,
     source_kind: str = "oqmd-dump",
 ) -> IngestSummary:
-    """Write every chunk in ONE transaction and record the ingest run; roll back on error."""
+    """Write every chunk in ONE transaction and record the ingest run; roll back on error.
+
+    ``sha256`` is the file's digest, or a function returning it once the chunks are
+    consumed (the CLI hashes the file in a background thread while it is ingested).
+    """
     summary = IngestSummary(
-        source=source_name, rule=rule, file_size=file_size, sha256=sha256, dry_run=dry_run
+        source=source_name,
+        rule=rule,
+        file_size=file_size,
+        sha256=sha256 if isinstance(sha256, str) else None,
+        dry_run=dry_run,
     )
     t0 = time.perf_counter()
     with engine.connect() as conn:
@@ -332,7 +245,7 @@ def load_chunks(
                         source=source_kind,
                         file_name=source_name,
                         file_size=file_size,
-                        sha256=sha256,
+                        sha256=summary.sha256,
                         rule=rule,
                         status="running",
                         n_added=0,
@@ -341,12 +254,22 @@ def load_chunks(
                         n_rejected=0,
                     )
                 )
-            id_state = {"material": _next_id(conn, "materials")}
-            for chunk in chunks:
-                for sid, reason in chunk.rejects:
-                    summary.rejects.append((str(sid), reason))
-                summary.rejected = len(summary.rejects)
-                _write_chunk(conn, chunk, rule, run_id, summary, id_state)
+            writer = ChunkWriter(conn, rule, run_id)
+            writer.defer_constraints()
+
+            def extracted() -> Iterable[Any]:
+                for chunk in chunks:
+                    summary.rejects.extend((str(sid), reason) for sid, reason in chunk.rejects)
+                    yield chunk
+
+            _pipelined(extracted(), writer.write)
+            writer.restore_constraints()
+            c = writer.counts
+            summary.added, summary.updated, summary.unchanged = c.added, c.updated, c.unchanged
+            summary.sites = c.sites
+            summary.rejected = len(summary.rejects)
+            if callable(sha256):
+                summary.sha256 = sha256()
             summary.seconds = time.perf_counter() - t0
             if run_id is not None:
                 conn.execute(
@@ -354,6 +277,7 @@ def load_chunks(
                     .where(IngestRun.id == run_id)
                     .values(
                         status="succeeded",
+                        sha256=summary.sha256,
                         n_added=summary.added,
                         n_updated=summary.updated,
                         n_unchanged=summary.unchanged,
@@ -390,6 +314,23 @@ def previous_run(engine: Engine, sha256: str, rule: str) -> int | None:
             .scalars()
             .first()
         )
+
+
+def sized_like(engine: Engine, file_size: int, rule: str) -> bool:
+    """Whether a succeeded ingest under ``rule`` read a file of exactly ``file_size`` bytes.
+
+    Only then can a file's sha256 match an earlier run's, so only then must the CLI hash the
+    file before ingesting it; otherwise it hashes while ingesting.
+    """
+    with engine.connect() as conn:
+        hit = conn.execute(
+            select(IngestRun.id).where(
+                IngestRun.file_size == file_size,
+                IngestRun.rule == rule,
+                IngestRun.status == "succeeded",
+            )
+        ).first()
+    return hit is not None
 
 
 def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:

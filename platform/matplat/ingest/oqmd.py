@@ -31,11 +31,8 @@ structure missing.
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
-import struct
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +42,7 @@ import numpy as np
 
 from matplat.ingest.batch import RowBatch
 from matplat.ingest.dumpio import DumpFormatError
+from matplat.ingest.formulas import Formulas, atomic_volume
 from matplat.ingest.oqmd_rules import Selection, select
 from matplat.ingest.oqmd_stage import NEEDED_COLUMNS, Staging
 from matplat.ingest.qmdb import qmdb_columns
@@ -65,7 +63,6 @@ _SINGULAR = 1e-6
 _BUCKET_MATERIALS = 1 << 16  # materials per atom bucket file (a multiple of chunk_size)
 _ATOM_STEP = 1 << 20  # staged atoms scanned per step (34 MB)
 _REC = np.dtype([("m", "<i8"), ("id", "<i8"), ("z", "<i2"), ("xyz", "<f8", (3,))])
-_NAN = struct.pack("<d", float("nan"))
 
 
 @dataclass
@@ -102,60 +99,6 @@ class MaterialChunk:
 
     def __len__(self) -> int:
         return len(self.source_id)
-
-
-# -- atomic volumes and formulas ----------------------------------------------------------
-_VOLUMES: dict[int, float] | None = None
-
-
-def _volumes() -> dict[int, float]:
-    """4/3·π·r³ per element with a radius, Z 1–94 (the elements the reference covers)."""
-    global _VOLUMES
-    if _VOLUMES is None:
-        from pymatgen.core.periodic_table import Element
-
-        fpi = 4.0 * np.pi / 3.0
-        vols: dict[int, float] = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pymatgen warns for every missing radius
-            for z in range(1, 95):
-                e = Element.from_Z(z)
-                r = e.atomic_radius_calculated
-                if r is None:
-                    r = e.atomic_radius
-                if r is not None:
-                    vols[z] = fpi * float(r) ** 3
-        _VOLUMES = vols
-    return _VOLUMES
-
-
-def atomic_volume(reduced: dict[int, float]) -> float:
-    """Σ 4/3·π·r³·n / Σ n over a reduced formula {Z: n}; NaN if a radius is unknown."""
-    vols = _volumes()
-    if any(z not in vols for z in reduced):
-        return math.nan
-    total = float(np.sum([vols[z] * a for z, a in reduced.items()]))
-    return total / sum(reduced.values())
-
-
-class _Formulas:
-    """(reduced formula, cell formula, atomic volume per atom) per composition, cached."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[tuple[int, int], ...], tuple[str, str, float]] = {}
-
-    def get(self, key: tuple[tuple[int, int], ...]) -> tuple[str, str, float]:
-        hit = self._cache.get(key)
-        if hit is None:
-            from pymatgen.core import Composition
-            from pymatgen.core.periodic_table import Element
-
-            comp = Composition({Element.from_Z(z): n for z, n in key})
-            reduced = comp.reduced_formula
-            red = Composition(reduced)  # amounts in the reduced formula's own order
-            v = atomic_volume({int(el.Z): float(a) for el, a in red.items()})
-            hit = self._cache[key] = (reduced, comp.formula, v)
-        return hit
 
 
 # -- extraction ---------------------------------------------------------------------------
@@ -265,7 +208,8 @@ class _Emitter:
         self.rule = rule
         self.chunk_size = chunk_size
         self.dir = directory
-        self.formulas = _Formulas()
+        self.formulas = Formulas()
+        self._by_counts: dict[bytes, tuple[str, str, float]] = {}
         n = len(sel)
         ci = sel.calc_index
         self.source_id = sel.source_id
@@ -439,20 +383,27 @@ class _Emitter:
     def _formulas(
         self, zs: np.ndarray, offsets: np.ndarray
     ) -> tuple[list[str], list[str], np.ndarray]:
+        """Formulas and atomic volumes per material, grouping its atoms by Z with numpy."""
         n = len(offsets) - 1
+        material = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        keys, counts = np.unique(material * 256 + zs.astype(np.int64), return_counts=True)
+        pairs = np.stack([keys & 255, counts], axis=1).astype("<i4")  # (Z, count), Z ascending
+        raw = pairs.tobytes()
+        bounds = (np.searchsorted(keys >> 8, np.arange(n + 1)) * 8).tolist()
+        cache = self._by_counts
+        get = self.formulas.get
         formula: list[str] = []
         composition: list[str] = []
         v = np.empty(n)
-        zl = zs.tolist()
-        off = offsets.tolist()
         for i in range(n):
-            counts: dict[int, int] = {}
-            for z in zl[off[i] : off[i + 1]]:
-                counts[z] = counts.get(z, 0) + 1
-            f, c, va = self.formulas.get(tuple(sorted(counts.items())))
-            formula.append(f)
-            composition.append(c)
-            v[i] = va
+            key = raw[bounds[i] : bounds[i + 1]]
+            hit = cache.get(key)
+            if hit is None:
+                comp = np.frombuffer(key, "<i4").reshape(-1, 2).tolist()
+                hit = cache[key] = get(tuple((z, c) for z, c in comp))
+            formula.append(hit[0])
+            composition.append(hit[1])
+            v[i] = hit[2]
         return formula, composition, v
 
 
@@ -474,30 +425,53 @@ def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, missing: in
     return np.where(found, values[pos], missing)
 
 
-def _f8(x: float) -> bytes:
-    return _NAN if x != x else struct.pack("<d", x)
+_HASH_PREFIX = b"matplat.material.v1\0"
 
 
 def content_hashes(c: MaterialChunk) -> list[str]:
-    """sha256 per material over a canonical encoding of all fields except the ids."""
-    out = []
+    """sha256 per material over a canonical encoding of all fields except the ids.
+
+    The bytes hashed, in order: the prefix, formula NUL composition NUL, prototype (NUL when
+    NULL, else 1 byte 1 + name + NUL), natoms and spacegroup (int32), the lattice (9 × f8),
+    the fractional coordinates (f8) and atomic numbers (i2) of the sites, and the seven
+    float properties (f8, NaN as the one canonical quiet NaN); all little-endian.
+    """
+    n = len(c.source_id)
+    if n == 0:
+        return []
+    head = np.empty(n, dtype=[("natoms", "<i4"), ("sg", "<i4"), ("lat", "<f8", (9,))])
+    head["natoms"] = c.natoms
+    head["sg"] = c.spacegroup
+    head["lat"] = np.asarray(c.lattice, dtype="<f8").reshape(n, 9)
     floats = np.stack(
         [c.volume, c.formation_energy, c.band_gap, c.magnetization, c.total_magnetization,
          c.volume_per_atom, c.volume_deviation], axis=1,
-    ).tolist()  # fmt: skip
-    lat = np.ascontiguousarray(c.lattice, dtype="<f8")
-    frac = np.ascontiguousarray(c.frac_coords, dtype="<f8")
-    zs = np.ascontiguousarray(c.atomic_numbers, dtype="<i2")
-    off = c.site_offsets.tolist()
-    for i in range(len(c.source_id)):
-        h = hashlib.sha256(b"matplat.material.v1\0")
+    ).astype("<f8")  # fmt: skip
+    floats[np.isnan(floats)] = np.nan  # one NaN bit pattern, whatever produced it
+    head_b = head.tobytes()
+    float_b = floats.tobytes()
+    frac_b = np.ascontiguousarray(c.frac_coords, dtype="<f8").tobytes()
+    z_b = np.ascontiguousarray(c.atomic_numbers, dtype="<i2").tobytes()
+    off = np.asarray(c.site_offsets, dtype=np.int64)
+    f0, f1 = (off[:-1] * 24).tolist(), (off[1:] * 24).tolist()
+    z0, z1 = (off[:-1] * 2).tolist(), (off[1:] * 2).tolist()
+    sha = hashlib.sha256
+    out = []
+    for i in range(n):
         proto = c.prototype[i]
-        h.update(c.formula[i].encode() + b"\0" + c.composition[i].encode() + b"\0")
-        h.update(b"\0" if proto is None else b"\1" + proto.encode() + b"\0")
-        h.update(struct.pack("<ii", int(c.natoms[i]), int(c.spacegroup[i])))
-        h.update(lat[i].tobytes())
-        h.update(frac[off[i] : off[i + 1]].tobytes())
-        h.update(zs[off[i] : off[i + 1]].tobytes())
-        h.update(b"".join(_f8(x) for x in floats[i]))
-        out.append(h.hexdigest())
+        out.append(
+            sha(
+                b"".join(
+                    (
+                        _HASH_PREFIX,
+                        f"{c.formula[i]}\0{c.composition[i]}\0".encode(),
+                        b"\0" if proto is None else b"\1" + proto.encode() + b"\0",
+                        head_b[i * 80 : i * 80 + 80],
+                        frac_b[f0[i] : f1[i]],
+                        z_b[z0[i] : z1[i]],
+                        float_b[i * 56 : i * 56 + 56],
+                    )
+                )
+            ).hexdigest()
+        )
     return out
