@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from matplat.cli import cli
 from matplat.ingest.loader import load_chunks
@@ -30,6 +30,20 @@ def counts(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def snapshot(engine) -> list:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return [conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2")).all() for t in TABLES[:-1]]
+
+
+def schema(engine) -> dict:  # type: ignore[no-untyped-def]
+    """Indexes, unique constraints, foreign keys and primary keys of the ingest's tables."""
+    insp = inspect(engine)
+    out = {}
+    for t in TABLES:
+        out[t] = (
+            sorted(repr(sorted(i.items())) for i in insp.get_indexes(t)),
+            sorted(repr(sorted(u.items())) for u in insp.get_unique_constraints(t)),
+            sorted(repr(sorted(f.items())) for f in insp.get_foreign_keys(t)),
+            repr(sorted(insp.get_pk_constraint(t).items())),
+        )
+    return out
 
 
 def expected_chunks(path: Path, rule: str, tmp: Path) -> list:
@@ -195,3 +209,44 @@ def test_interrupt_rolls_back(db, sample_dump: Path, tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         load_chunks(db.engine, interrupted(), rule="cgnn", source_name="x")
     assert snapshot(db.engine) == before
+
+
+def test_first_ingest_keeps_the_schema(db, sample_dump: Path) -> None:
+    """A first load may set constraints and indexes aside (PostgreSQL): they all come back,
+    validated, after success, and after a failure or Ctrl-C nothing at all has changed."""
+    migrated = schema(db.engine)
+    empty = snapshot(db.engine)
+    raw = gzip.decompress(sample_dump.read_bytes())
+    cut = sample_dump.parent / "first-truncated.sql"
+    cut.write_bytes(raw[: int(len(raw) * 0.95)])
+    r = CliRunner().invoke(cli, ["--db", db.url, "ingest", str(cut)])
+    assert r.exit_code == 1 and "truncated" in r.output
+    assert snapshot(db.engine) == empty and schema(db.engine) == migrated
+    assert counts(db.engine)["ingest_runs"] == 0
+
+    def interrupted(tmp: Path):  # type: ignore[no-untyped-def]
+        for i, chunk in enumerate(extract_dump(sample_dump, "cgnn", workdir=tmp, chunk_size=20)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield chunk
+
+    with pytest.raises(KeyboardInterrupt):
+        load_chunks(db.engine, interrupted(sample_dump.parent), rule="cgnn", source_name="x")
+    assert snapshot(db.engine) == empty and schema(db.engine) == migrated
+
+    assert run(db.url, "ingest", str(sample_dump)).exit_code == 0
+    assert schema(db.engine) == migrated
+    assert counts(db.engine)["materials"] > 50
+
+
+def test_duplicate_materials_in_a_first_load_fail_and_change_nothing(
+    db, sample_dump: Path, tmp_path: Path
+) -> None:
+    """The per-chunk lookup is skipped on a first load; the unique constraint still holds."""
+    chunks = expected_chunks(sample_dump, "cgnn", tmp_path)
+    empty = snapshot(db.engine)
+    migrated = schema(db.engine)
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        load_chunks(db.engine, [chunks[0], chunks[0]], rule="cgnn", source_name="dup")
+    assert snapshot(db.engine) == empty and schema(db.engine) == migrated
+    assert counts(db.engine)["ingest_runs"] == 0

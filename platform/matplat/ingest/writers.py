@@ -8,7 +8,8 @@ site). PostgreSQL gets binary COPY payloads built with numpy
 :func:`matplat.db.bulk.insert_columns` (multi-row INSERT, executemany).
 
 First load into empty tables on PostgreSQL (the OQMD-scale case): every foreign key, unique
-constraint and secondary index of the five tables is dropped inside the ingest transaction
+constraint and secondary index of the five tables, and the primary keys no foreign key
+points at (sites, material_elements, dft_properties), is dropped inside the ingest transaction
 and re-created after the last chunk, from the definitions read out of the catalog just
 before (``pg_get_constraintdef``, ``pg_get_indexdef``), so the schema afterwards is exactly
 the migrated one and re-adding a constraint validates every row. Per-row foreign-key
@@ -99,8 +100,9 @@ class ChunkWriter:
 
     # -- PostgreSQL: constraints and indexes after the load ---------------------------
     def defer_constraints(self) -> bool:
-        """On PostgreSQL with all five tables empty, drop their FKs, unique constraints and
-        secondary indexes until :meth:`restore_constraints`. Returns whether it did."""
+        """On PostgreSQL with all five tables empty, drop their FKs, unique constraints,
+        unreferenced primary keys and secondary indexes until :meth:`restore_constraints`.
+        Returns whether it did."""
         if not self.pg:
             return False
         for t in TARGET_TABLES:
@@ -110,7 +112,9 @@ class ChunkWriter:
         fks = self.conn.execute(
             text(
                 "SELECT conname, conrelid::regclass::text, pg_get_constraintdef(oid), contype "
-                f"FROM pg_constraint WHERE contype IN ('f', 'u') AND conrelid = ANY({tables}) "
+                f"FROM pg_constraint c WHERE conrelid = ANY({tables}) AND (contype IN ('f', 'u') "
+                "OR contype = 'p' AND NOT EXISTS (SELECT 1 FROM pg_constraint r "
+                "WHERE r.contype = 'f' AND r.confrelid = c.conrelid)) "
                 "ORDER BY contype, conrelid::regclass::text, conname"
             )
         ).all()
