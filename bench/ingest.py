@@ -1,30 +1,30 @@
 """Benchmark: `platform ingest` MB/s and entries/s against `mariadb < dump.sql` on the same dump.
 
-Run:  python bench/ingest.py [--entries 100000] [--seed 1] [--skip-mariadb] [--out DIR] [--keep]
+Run:  python bench/ingest.py [--entries 100000] [--seed 1] [--repeat 2] [--skip-mariadb]
+                             [--out DIR] [--keep] [--dump PATH.sql]
 
 In one run, on one SYNTHETIC OQMD-format dump (``matplat.ingest.sample.write_sample_dump``,
-written once as .sql and once as .sql.gz, same entries and seed):
+written once as .sql and once as .sql.gz, same entries and seed; or ``--dump`` an existing
+.sql, whose .gz is then made with gzip -1):
 
 * baseline: ``mariadb <db> < dump.sql`` into a fresh, empty MariaDB database (the dump holds
   its own DROP/CREATE TABLE statements), the way a qmdb dump is usually restored;
-* ``platform --db <url> ingest dump.sql`` as a subprocess into a fresh SQLite file and into a
-  fresh PostgreSQL database (each first brought to the head revision with
-  ``platform db upgrade``, not timed in the ratio), and into PostgreSQL from the .sql.gz;
-* parse-only: ``platform ingest --dry-run dump.sql`` on a fresh SQLite file;
-* diagnostic (unless --no-diagnostic): the PostgreSQL .sql run again into a database whose
-  only difference is ``ALTER DATABASE … SET plan_cache_mode = force_custom_plan``. The
-  loader's per-chunk lookup of existing materials (``source_id IN (2000 parameters)``) is
-  prepared by psycopg after 5 executions; inside the one ingest transaction ``materials`` has
-  no statistics, PostgreSQL switches to a generic plan that scans every material of the run so
-  far and compares each with the 2000 parameters one by one (no hashed IN list), so that
-  lookup grows quadratically. The difference between the two rows is that cost.
+* ``platform --db <url> ingest dump.sql`` as a subprocess into a fresh PostgreSQL database
+  (first brought to the head revision with ``platform db upgrade``, not timed);
+* with ``--repeat N`` the pair (restore, PostgreSQL ingest) runs N times, interleaved, so
+  that both see the same share of a machine other people use too; the ratio is taken per
+  pair and the median pair is reported;
+* then ``.sql.gz`` into PostgreSQL, ``.sql`` into a fresh SQLite file, and the parse-only
+  run ``platform ingest --dry-run dump.sql`` (SQLite; rows are written and rolled back).
 
-Wall time of each subprocess (python start-up, the sha256 pass over the file, parsing and
-loading; the command's own ``seconds`` line is reported too), MB/s of the plain dump's bytes
-(the .gz row also gives MB/s of the compressed file), entries/s of the dump's entries, and the
-ratio of the restore's time to each. The whole OQMD (56 GB plain dump, ~600k entries) is
-projected by scaling with MB/s. Databases are uniquely named and dropped afterwards; the dump
-files live in --out (default: a temporary directory removed at the end unless --keep).
+Wall time of each subprocess (python start-up, parsing, loading, commit; the command's own
+``seconds`` line is reported too), MB/s of the plain dump's bytes (the .gz row also gives MB/s
+of the compressed file), entries/s of the dump's entries, and the ratio of the restore's time
+to each. The whole OQMD (56 GB plain dump, ~600k entries) is projected by MB/s (conservative:
+the synthetic dump is 93 % kept tables, the real one 29 %, and skipped tables are read at
+~800 MB/s) and by entries/s. ``uptime``'s load averages are recorded before and after each
+run. Databases are uniquely named and dropped afterwards; generated dumps live in --out
+(default: a temporary directory removed at the end unless --keep).
 
 Services: PostgreSQL at 127.0.0.1:5432 (user postgres, trust), MariaDB at 127.0.0.1:3306
 (root, no password); override with --pg-url / --mariadb-args. Subprocesses run with
@@ -209,8 +209,8 @@ def fmt_time(seconds: float) -> str:
 
 def table(rows: list[dict], base: dict | None) -> str:
     head = ("| run | wall s | MB/s (plain bytes) | MB/s of file read | entries/s | "
-            "× restore | own s | OQMD 56 GB projected |")
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "× restore | own s | OQMD 56 GB projected | load before → after |")
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         ratio = f"{base['wall_s'] / r['wall_s']:.2f}" if base else "—"
         own = f"{r['own_seconds']:.1f}" if "own_seconds" in r else "—"
@@ -218,7 +218,7 @@ def table(rows: list[dict], base: dict | None) -> str:
         lines.append(
             f"| {r['label']} | {r['wall_s']:.1f} | {r['mb_s']:.1f} | "
             f"{r['file_bytes'] / MB / r['wall_s']:.1f} | {r['entries_s']:,.0f} | {ratio} | "
-            f"{own} | {proj} |")
+            f"{own} | {proj} | {r['load_before']} → {r['load_after']} |")
     return "\n".join(lines)
 
 
@@ -226,11 +226,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the (restore, PostgreSQL ingest) pair this many times")
+    ap.add_argument("--dump", type=Path, help="use this existing plain .sql dump "
+                    "(its --entries must be given) instead of generating one")
     ap.add_argument("--skip-mariadb", action="store_true", help="no mariadb restore baseline")
     ap.add_argument("--skip-postgres", action="store_true")
-    ap.add_argument("--no-diagnostic", action="store_true",
-                    help="skip the extra PostgreSQL run into a database set to "
-                    "plan_cache_mode=force_custom_plan (shows the cost of generic plans)")
+    ap.add_argument("--skip-others", action="store_true",
+                    help="only the restore and PostgreSQL .sql pair(s)")
     ap.add_argument("--out", type=Path, help="directory for the dumps and results.json "
                     "(default: a temporary directory, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the dumps in --out")
@@ -251,61 +254,89 @@ def main() -> None:
     results: dict = {"entries": args.entries, "seed": args.seed, "cores": os.cpu_count(),
                      "date": datetime.datetime.now().isoformat(timespec="seconds"),
                      "load_start": loadavg(), "argv": sys.argv}
-    sql = out / f"qmdb_synthetic_{args.entries}.sql"
-    gz = out / f"qmdb_synthetic_{args.entries}.sql.gz"
+    made: list[Path] = []
     try:
-        s = write_sample_dump(sql, args.entries, args.seed)
-        print(f"generated {sql.name}: {s.bytes_written / MB:.1f} MB in {s.seconds:.1f} s "
-              f"({s.entries_per_second:,.0f} entries/s); structures {s.structures}, atoms "
-              f"{s.atoms}, calculations {s.calculations}", flush=True)
-        g = write_sample_dump(gz, args.entries, args.seed)
-        print(f"generated {gz.name}: {g.bytes_written / MB:.1f} MB in {g.seconds:.1f} s",
-              flush=True)
-        plain = s.bytes_written
-        results["dump"] = {"plain_bytes": plain, "gz_bytes": g.bytes_written,
-                           "gen_plain_s": s.seconds, "gen_gz_s": g.seconds,
-                           "structures": s.structures, "atoms": s.atoms,
-                           "calculations": s.calculations,
-                           "formation_energies": s.formation_energies}
+        if args.dump is not None:
+            sql = args.dump
+            gz = out / (sql.name + ".gz")
+            if not args.skip_others:
+                run(f"gzip -1 -c {shlex.quote(str(sql))} > {shlex.quote(str(gz))}", shell=True)
+                made.append(gz)
+            plain, gz_bytes = sql.stat().st_size, gz.stat().st_size if gz.exists() else 0
+            results["dump"] = {"plain_bytes": plain, "gz_bytes": gz_bytes, "given": str(sql)}
+        else:
+            sql = out / f"qmdb_synthetic_{args.entries}.sql"
+            gz = out / f"qmdb_synthetic_{args.entries}.sql.gz"
+            s = write_sample_dump(sql, args.entries, args.seed)
+            made.append(sql)
+            print(f"generated {sql.name}: {s.bytes_written / MB:.1f} MB in {s.seconds:.1f} s "
+                  f"({s.entries_per_second:,.0f} entries/s); structures {s.structures}, atoms "
+                  f"{s.atoms}, calculations {s.calculations}", flush=True)
+            plain, gz_bytes = s.bytes_written, 0
+            results["dump"] = {"plain_bytes": plain, "gen_plain_s": s.seconds,
+                               "structures": s.structures, "atoms": s.atoms,
+                               "calculations": s.calculations,
+                               "formation_energies": s.formation_energies}
+            if not args.skip_others:
+                g = write_sample_dump(gz, args.entries, args.seed)
+                made.append(gz)
+                gz_bytes = g.bytes_written
+                results["dump"]["gz_bytes"] = gz_bytes
+                print(f"generated {gz.name}: {gz_bytes / MB:.1f} MB in {g.seconds:.1f} s",
+                      flush=True)
         rows: list[dict] = []
-        base = None
-        if not args.skip_mariadb:
-            base = mariadb_restore(MariaDB(args.mariadb_args), sql, plain, args.entries)
-            rows.append(base)
-        lite = out / f"bench_{uuid.uuid4().hex[:8]}.db"
-        try:
-            rows.append(platform_ingest("platform ingest .sql → SQLite", f"sqlite:///{lite}",
-                                        sql, plain, args.entries))
-        finally:
-            for p in out.glob(lite.name + "*"):
-                p.unlink()
-        if not args.skip_postgres:
-            pg = Postgres(args.pg_url)
-            runs = [("platform ingest .sql → PostgreSQL", sql, None),
-                    ("platform ingest .sql.gz → PostgreSQL", gz, None)]
-            if not args.no_diagnostic:
-                runs.append(("diagnostic: .sql → PostgreSQL, db plan_cache_mode="
-                             "force_custom_plan", sql, {"plan_cache_mode": "force_custom_plan"}))
-            for label, path, settings in runs:
-                name, url = pg.create(settings)
+        pairs: list[tuple[dict | None, dict | None]] = []
+        pg = Postgres(args.pg_url)
+        for k in range(args.repeat):
+            tag = f" #{k + 1}" if args.repeat > 1 else ""
+            base = None
+            if not args.skip_mariadb:
+                base = mariadb_restore(MariaDB(args.mariadb_args), sql, plain, args.entries)
+                base["label"] += tag
+                rows.append(base)
+            ing = None
+            if not args.skip_postgres:
+                name, url = pg.create()
                 try:
-                    rows.append(platform_ingest(label, url, path, plain, args.entries))
+                    ing = platform_ingest("platform ingest .sql → PostgreSQL" + tag, url, sql,
+                                          plain, args.entries)
                 finally:
                     pg.drop(name)
-        lite = out / f"bench_{uuid.uuid4().hex[:8]}.db"
-        try:
-            rows.append(platform_ingest("platform ingest --dry-run .sql (parse only)",
-                                        f"sqlite:///{lite}", sql, plain, args.entries,
-                                        extra=["--dry-run"]))
-        finally:
-            for p in out.glob(lite.name + "*"):
-                p.unlink()
+                rows.append(ing)
+            pairs.append((base, ing))
+        if not args.skip_others:
+            if not args.skip_postgres and gz.exists():
+                name, url = pg.create()
+                try:
+                    rows.append(platform_ingest("platform ingest .sql.gz → PostgreSQL", url, gz,
+                                                plain, args.entries))
+                finally:
+                    pg.drop(name)
+            for label, extra in (("platform ingest .sql → SQLite", []),
+                                 ("platform ingest --dry-run .sql (parse only)", ["--dry-run"])):
+                lite = out / f"bench_{uuid.uuid4().hex[:8]}.db"
+                try:
+                    rows.append(platform_ingest(label, f"sqlite:///{lite}", sql, plain,
+                                                args.entries, extra=extra))
+                finally:
+                    for p in out.glob(lite.name + "*"):
+                        p.unlink()
         results["rows"] = rows
         results["load_end"] = loadavg()
+        ratios = sorted(b["wall_s"] / i["wall_s"] for b, i in pairs if b and i)
+        base = None
+        if ratios:
+            med = ratios[(len(ratios) - 1) // 2]
+            base, _ = next((b, i) for b, i in pairs if b and i and b["wall_s"] / i["wall_s"] == med)
+            results["pair_ratios"] = ratios
         print()
-        print(f"{args.entries:,} entries, {plain / MB:.1f} MB plain, {g.bytes_written / MB:.1f} "
+        print(f"{args.entries:,} entries, {plain / MB:.1f} MB plain, {gz_bytes / MB:.1f} "
               f"MB gzip; load average start {results['load_start']}, end {results['load_end']}")
         print(table(rows, base))
+        if ratios:
+            print("\n× restore per pair (restore wall / PostgreSQL ingest wall of the same pair): "
+                  + ", ".join(f"{r:.2f}" for r in ratios)
+                  + "; the table's × column divides by the median pair's restore")
         print()
         print("projection by MB/s to the 56 GB OQMD dump; by entries/s it would be "
               + ", ".join(f"{r['label'].split(' (')[0]}: {fmt_time(OQMD_ENTRIES / r['entries_s'])}"
@@ -316,7 +347,7 @@ def main() -> None:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         elif not args.keep:
-            for p in (sql, gz):
+            for p in made:
                 p.unlink(missing_ok=True)
 
 

@@ -140,14 +140,20 @@ def copy_binary(conn: Connection, table: str, columns: dict[str, Any]) -> int:
             group_keys.append(cols[-1][3].astype(np.int64))
         if len(cols[-1][2]) != n:
             raise ValueError(f"column {name!r} has {len(cols[-1][2])} rows, expected {n}")
+    groups: list[np.ndarray | None] = [None]
     if group_keys:
-        _, inverse = np.unique(np.stack(group_keys, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))
-        groups = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    else:
-        groups = [None]
+        radices = [int(k.max()) + 1 for k in group_keys]
+        if math.prod(radices) < 1 << 62:  # one int64 key: mixed radix over the columns' keys
+            key = np.zeros(n, dtype=np.int64)
+            for k, r in zip(group_keys, radices, strict=True):
+                key = key * r + k
+        else:
+            _, key = np.unique(np.stack(group_keys, axis=1), axis=0, return_inverse=True)
+            key = key.reshape(-1)
+        if key.min() != key.max():
+            order = np.argsort(key, kind="stable")
+            cuts = np.flatnonzero(np.diff(key[order])) + 1
+            groups = np.split(order, cuts)
     payload = [_PG_EPOCH_HEADER]
     for rows in groups:
         payload.append(_binary_rows(cols, rows, n))

@@ -33,9 +33,11 @@ known, and what was expected.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
@@ -47,10 +49,12 @@ from matplat.ingest.dumpio import (
     sniff_stream,
     source_position,
 )
+from matplat.ingest.parallel import ParseWorker
 from matplat.ingest.values import (
     AUTO,
     TableShape,
     ValuesError,
+    arrow_eligible,
     column_kind,
     parse_arrow,
     parse_exact,
@@ -62,6 +66,8 @@ __all__ = ["DumpFormatError", "RowBatch", "iter_dump", "open_dump", "parse_creat
 _CHUNK = 1 << 22  # bytes read per fill
 _PART_MAX = 1 << 25  # a kept INSERT longer than this is handed over in row-aligned pieces
 _HEAD_MAX = 1 << 16  # room for an INSERT header with a column list
+_PARALLEL_MIN = 1 << 26  # start the parse worker once this many bytes were read (auto mode)
+_MAX_INFLIGHT = 3  # parse jobs started but not yet handed out; the oldest is waited for beyond
 
 _IDENT = rb"`(?:[^`]|``)+`|[A-Za-z0-9_$]+"
 _WS_RE = re.compile(rb"[ \t\r\n\f\v]*")
@@ -211,6 +217,8 @@ class _Reader:
         schema: Mapping[str, Sequence[tuple[str, str]]] | None,
         batch_rows: int,
         progress: Callable[[int], Any] | None,
+        parallel: bool | None = None,
+        path: str | None = None,
     ) -> None:
         self.read = stream.read
         self.stream = stream
@@ -237,6 +245,11 @@ class _Reader:
         self.p_shape: TableShape | None = None
         self.p_parts: list[tuple[int, bytes]] = []
         self.p_rows = 0
+        # Parallel parsing (see matplat.ingest.parallel): None = once the input is large.
+        self.parallel = parallel if (os.cpu_count() or 1) > 1 else False
+        self.path = path  # the plain file being read, which the worker can pread itself
+        self.worker: ParseWorker | None = None
+        self.inflight: deque[list] = deque()  # [shape, parts, job id | None, result]
 
     # -- buffer ---------------------------------------------------------------------
     def _fill(self, keep: int) -> int:
@@ -271,9 +284,15 @@ class _Reader:
         self._ensure(1)
         if not self.buf:
             raise DumpFormatError(f"{self.name}: empty file, not a mysqldump")
-        while self._skip_ignorable():
-            yield from self._statement()
+        try:
+            while self._skip_ignorable():
+                yield from self._statement()
+        except DumpFormatError:
+            # Rows parsed in parallel come before the error, and so does an error in them.
+            yield from self._drain(0)
+            raise
         yield from self._flush()
+        yield from self._drain(0)
         if self.statements == 0:
             raise DumpFormatError(
                 f"{self._where(len(self.buf))}: the file holds no SQL statement, only comments "
@@ -602,6 +621,7 @@ class _Reader:
                     self._check_row_end(end, shape.name, start_abs)
                     self.pos = len(buf)
                     break
+                yield from self._drain(0)  # so that rows_seen counts every row before
                 raise self._truncated_insert(shape, start_abs, start)
             if len(buf) - start > _PART_MAX:
                 # A giant statement: hand over the complete rows read so far.
@@ -654,9 +674,9 @@ class _Reader:
             yield from self._flush()
 
     def _parse_part(
-        self, shape: TableShape, abs_off: int, body: bytes, row0: int
+        self, shape: TableShape, abs_off: int, body: bytes, row0: int, arrow_tried: bool = False
     ) -> tuple[list, int]:
-        arrow = parse_arrow(shape, [body])
+        arrow = None if arrow_tried else parse_arrow(shape, [body])
         if arrow is not None:
             return arrow[0], arrow[1][0]
         res = parse_regex(shape, body)
@@ -676,16 +696,63 @@ class _Reader:
         self.p_parts, self.p_shape, self.p_rows = [], None, 0
         if not parts or shape is None:
             return
+        worker = self._worker_for(shape)
+        if worker is not None:
+            if self.path is not None:
+                source: tuple = ("file", self.path, [(off, len(b)) for off, b in parts])
+            else:
+                source = ("bytes", [b for _, b in parts])
+            self.inflight.append([shape, parts, worker.submit(shape, source), None])
+        else:
+            self.inflight.append([shape, parts, None, parse_arrow(shape, [b for _, b in parts])])
+        yield from self._drain(_MAX_INFLIGHT)
+
+    def _worker_for(self, shape: TableShape) -> ParseWorker | None:
+        """The parse worker if it should take this job (it has fewer than two), else None."""
+        if self.parallel is False or not arrow_eligible(shape):
+            return None
+        if self.worker is None:
+            if not self.parallel and self.consumed < _PARALLEL_MIN:
+                return None
+            self.worker = ParseWorker()  # auto mode parses here until it is ready
+            if not self.parallel:
+                return None
+            self.worker.wait_ready()
+        if not self.worker.available:
+            return None
+        busy = sum(1 for j in self.inflight if j[2] is not None and not self.worker.done(j[2]))
+        return self.worker if busy < 2 else None
+
+    def _drain(self, keep: int) -> Iterator[RowBatch]:
+        """Hand out parsed jobs in file order; wait for the oldest while more than ``keep``."""
+        while self.inflight:
+            shape, parts, job, res = self.inflight[0]
+            if job is not None:
+                assert self.worker is not None
+                if len(self.inflight) <= keep and not self.worker.done(job):
+                    return
+                res = self.worker.result(job)
+            self.inflight.popleft()
+            yield from self._emit(shape, parts, res)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    def _emit(
+        self, shape: TableShape, parts: list[tuple[int, bytes]], res: tuple | None
+    ) -> Iterator[RowBatch]:
+        """Batches of one parsed job; ``res`` None: parse here with every tier (exact errors)."""
         table = shape.name
         row0 = self.rows_seen.get(table, 0)
-        res = parse_arrow(shape, [b for _, b in parts]) if len(parts) > 1 else None
         if res is not None:
             cols, counts = res
         else:
             per = []
             done = row0
             for abs_off, body in parts:
-                c, n = self._parse_part(shape, abs_off, body, done)
+                c, n = self._parse_part(shape, abs_off, body, done, len(parts) == 1)
                 per.append((c, n))
                 done += n
             counts = [n for _, n in per]
@@ -733,6 +800,7 @@ def iter_dump(
     progress: Callable[[int], Any] | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
     schema: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    parallel: bool | None = None,
 ) -> Iterator[RowBatch]:
     """Yield the rows of the wanted tables of a mysqldump file as :class:`RowBatch` es.
 
@@ -746,13 +814,21 @@ def iter_dump(
             converted and returned, in this order (much faster on wide tables).
         schema: column definitions ``{table: [(column, sql type), …]}`` used for a table
             whose CREATE TABLE is not in the dump (``--no-create-info``).
+        parallel: parse in a second process as well (:mod:`matplat.ingest.parallel`):
+            True, False, or None to do so once 64 MB were read on a machine with two or
+            more cores. The rows, their order and any error are the same either way; only
+            where batches are cut may differ (the cut follows a running bytes-per-row
+            estimate).
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
     is_path = isinstance(path_or_stream, (str, os.PathLike))
+    plain: str | None = None
     if is_path and str(path_or_stream) != "-":
         stream, _ = open_dump(path_or_stream)  # type: ignore[arg-type]
         name = str(path_or_stream)
+        if isinstance(stream, io.BufferedReader):  # not compressed: offsets are file offsets
+            plain = os.path.abspath(name)
     else:
         # stdin or a caller's stream: decompress if needed, but never close it.
         raw = sys.stdin.buffer if is_path else path_or_stream
@@ -766,8 +842,11 @@ def iter_dump(
         schema=schema,
         batch_rows=batch_rows,
         progress=progress,
+        parallel=parallel,
+        path=plain,
     )
     try:
         yield from reader
     finally:
+        reader.close()
         stream.close()
