@@ -93,27 +93,35 @@ def _stats(n: float, s_abs: float, s_sq: float) -> tuple[int, float | None, floa
 
 
 def _auc(conn: Connection, mv: int, prop: str) -> dict[str, float | None]:
-    """ROC-AUC per subset (and ``all``) by the rank-sum formula, ranks computed in SQL.
+    """ROC-AUC per subset and for ``all`` by the rank-sum formula, ranks computed in SQL.
 
     Ties share their average rank (RANK() plus half the other members of the tie), as
-    ``ml.metrics.roc_auc`` does.
+    ``ml.metrics.roc_auc`` does; one scan ranks within each subset and over all rows.
     """
-    thr = CLASS_THRESHOLDS[prop]
-    out: dict[str, float | None] = {}
-    for part, label in ((f"{_SUBSET}", _SUBSET), ("", "'all'")):
+
+    def avg_rank(part: str) -> str:
         over = f"PARTITION BY {part} " if part else ""
-        tie = f"PARTITION BY {part + ', ' if part else ''}w.{prop}"
-        rows = conn.execute(text(
-            "SELECT subset, SUM(CASE WHEN pos = 1 THEN r ELSE 0 END), SUM(pos), COUNT(*) FROM ("
-            f"SELECT {label} AS subset, CASE WHEN w.{prop}_dft > :thr THEN 1 ELSE 0 END AS pos,"
-            f" RANK() OVER ({over}ORDER BY w.{prop})"
-            f" + (COUNT(*) OVER ({tie}) - 1) / 2.0 AS r"
-            f" FROM wide_predictions w WHERE w.model_version_id = :mv AND w.{prop} IS NOT NULL"
-            f" AND w.{prop}_dft IS NOT NULL) t GROUP BY subset"), {"mv": mv, "thr": thr}).all()
-        for subset, rank_sum, n_pos, n in rows:
-            n_pos, n_neg = int(n_pos), int(n) - int(n_pos)
-            out[subset] = (None if n_pos == 0 or n_neg == 0 else
-                           (float(rank_sum) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+        return (f"RANK() OVER ({over}ORDER BY w.{prop}) + (COUNT(*) OVER (PARTITION BY "
+                f"{part + ', ' if part else ''}w.{prop}) - 1) / 2.0")
+
+    rows = conn.execute(text(
+        "SELECT subset, SUM(pos * r_subset), SUM(pos * r_all), SUM(pos), COUNT(*) FROM ("
+        f"SELECT {_SUBSET} AS subset, CASE WHEN w.{prop}_dft > :thr THEN 1 ELSE 0 END AS pos, "
+        f"{avg_rank(_SUBSET)} AS r_subset, {avg_rank('')} AS r_all "
+        f"FROM wide_predictions w WHERE w.model_version_id = :mv AND w.{prop} IS NOT NULL "
+        f"AND w.{prop}_dft IS NOT NULL) t GROUP BY subset"),
+        {"mv": mv, "thr": CLASS_THRESHOLDS[prop]}).all()
+
+    def auc(rank_sum: float, n_pos: int, n: int) -> float | None:
+        n_neg = n - n_pos
+        if n_pos == 0 or n_neg == 0:
+            return None
+        return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+    out = {r[0]: auc(float(r[1]), int(r[3]), int(r[4])) for r in rows}
+    if rows:
+        out["all"] = auc(sum(float(r[2]) for r in rows), sum(int(r[3]) for r in rows),
+                         sum(int(r[4]) for r in rows))
     return out
 
 

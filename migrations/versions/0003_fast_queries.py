@@ -4,11 +4,15 @@ Measured in bench/predict.py on PostgreSQL at 1M predictions per model (bench/RE
 - The per-row foreign-key check of ``predictions.model_version_id`` cost about a third of the
   bulk write-back; every write names a model version its writer has just read, and
   ``registry.delete_version`` deletes the predictions with the version, so the constraint goes.
+  So does the index ``(model_version_id, property, value)`` of revision 0002 (written four
+  times per material, in random order, ~15 % of the write-back): range screening now reads
+  ``wide_predictions``, indexed per model on formation energy and band gap.
 - Screening on two properties of a material went through a self-join of
   ``prediction_results`` plus a lookup of the material and of its DFT row per candidate
   (~0.3 s). ``wide_predictions`` (view ``material_predictions``) holds one row per model
   version and material with every predicted property beside its DFT value, rebuilt after
-  each predict by ``workers.leaderboard.refresh_metrics``.
+  each predict by ``workers.leaderboard.refresh_metrics`` (a cache of that rebuild: no
+  foreign keys, whose per-row checks took a third of it).
 - Error by chemistry and model-against-model comparisons aggregated 0.25–2 M rows per query
   (0.8–2 s); ``model_element_metrics`` and ``model_pair_metrics`` (views
   ``model_errors_by_element`` and ``model_comparisons``) hold them, refreshed like
@@ -37,6 +41,7 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 PROPERTIES = ("formation_energy", "volume_per_atom", "band_gap", "magnetization",
               "volume_deviation")
 FK_MODEL_VERSION = "fk_predictions_model_version_id_model_versions"
+VALUE_INDEX = "ix_predictions_model_version_id_property_value"
 
 _WIDE_COLUMNS = ",\n       ".join(
     f"w.{p} AS {p}, w.{p}_uncertainty AS {p}_uncertainty, w.{p}_dft AS {p}_dft"
@@ -144,6 +149,7 @@ def upgrade() -> None:
     _rebuild_predictions_views(False)
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.drop_constraint(FK_MODEL_VERSION, type_="foreignkey")
+        batch_op.drop_index(VALUE_INDEX)
     _rebuild_predictions_views(True)
 
     with op.batch_alter_table("material_elements", schema=None) as batch_op:
@@ -160,15 +166,10 @@ def upgrade() -> None:
         *[sa.Column(f"{p}{suffix}", sa.Double(), nullable=True)
           for p in PROPERTIES for suffix in ("", "_uncertainty", "_dft")],
         _refreshed_at(),
-        _fk_model_version("wide_predictions"),
-        sa.ForeignKeyConstraint(["material_id"], ["materials.id"],
-                                name=op.f("fk_wide_predictions_material_id_materials"),
-                                ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("model_version_id", "material_id",
                                 name=op.f("pk_wide_predictions")),
     )
     with op.batch_alter_table("wide_predictions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_wide_predictions_material_id"), ["material_id"])
         batch_op.create_index("ix_wide_predictions_model_version_id_split",
                               ["model_version_id", "split"])
         batch_op.create_index("ix_wide_predictions_model_version_id_formation_energy",
@@ -239,4 +240,5 @@ def downgrade() -> None:
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.create_foreign_key(FK_MODEL_VERSION, "model_versions", ["model_version_id"],
                                     ["id"], ondelete="CASCADE")
+        batch_op.create_index(VALUE_INDEX, ["model_version_id", "property", "value"])
     _rebuild_predictions_views(True)

@@ -144,15 +144,12 @@ class Prediction(Base):
     ``model_version_id`` has no foreign key (revision 0003): the per-row check cost a third of
     the bulk write-back, and every write names one model version that the writer has just
     read. :func:`matplat.services.registry.delete_version` deletes a version's predictions
-    in the same transaction as the version, so no prediction outlives its model.
+    in the same transaction as the version, so no prediction outlives its model. Screening by
+    predicted value reads :class:`WidePrediction` (indexed there), not this table.
     """
 
     __tablename__ = "predictions"
-    __table_args__ = (
-        Index("ix_predictions_material_id_property", "material_id", "property"),
-        Index("ix_predictions_model_version_id_property_value", "model_version_id", "property",
-              "value"),
-    )
+    __table_args__ = (Index("ix_predictions_material_id_property", "material_id", "property"),)
 
     model_version_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     material_id: Mapped[int] = mapped_column(
@@ -198,6 +195,10 @@ class WidePrediction(Base):
     same material is then one indexed range scan, where ``prediction_results`` (one row per
     property) needs a self-join and a lookup of the material and its DFT row per candidate.
     Columns per property ``p``: ``p`` (predicted), ``p_uncertainty`` and ``p_dft``.
+
+    No foreign keys: the table is a cache that each refresh rebuilds for its model version
+    (the two per-row checks took a third of that rebuild), and ``registry.delete_version``
+    deletes its rows with the version.
     """
 
     __tablename__ = "wide_predictions"
@@ -211,12 +212,8 @@ class WidePrediction(Base):
         Index("ix_wide_predictions_model_version_id_band_gap", "model_version_id", "band_gap"),
     )
 
-    model_version_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
-    material_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
+    model_version_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    material_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     formula: Mapped[str] = mapped_column(String(255))
     spacegroup: Mapped[int | None] = mapped_column(SmallInteger)
     split: Mapped[str | None] = mapped_column(String(8))
