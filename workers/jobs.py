@@ -472,6 +472,10 @@ def cancel(engine: Engine, job_id: int) -> JobView:
     return get_job(engine, job_id)
 
 
+def _cancelled(engine: Engine, job_id: int) -> bool:
+    return get_job(engine, job_id).status == "cancelled"
+
+
 def run_inprocess(engine: Engine, job_id: int, *, pool: Any = None, device: str = "auto",
                   listener: Listener | None = None) -> JobView:
     """Run every open task of a job in this process, then finalize it (the no-broker path).
@@ -479,11 +483,11 @@ def run_inprocess(engine: Engine, job_id: int, *, pool: Any = None, device: str 
     ``listener(units, info)`` gets the running total of units done (and the task's latest
     details, such as a training epoch's losses), for a progress bar.
     """
-    base = 0
-    for t in get_tasks(engine, job_id):
-        if t.status in TASK_FINAL:
-            base += t.total
-    for task_id in open_task_ids(engine, job_id):
+    tasks = get_tasks(engine, job_id)
+    base = sum(t.total for t in tasks if t.status in TASK_FINAL)
+    for task in tasks:
+        if task.status in TASK_FINAL:
+            continue
         offset = base
 
         def report(done: int, info: dict[str, Any] | None, offset: int = offset) -> None:
@@ -491,14 +495,14 @@ def run_inprocess(engine: Engine, job_id: int, *, pool: Any = None, device: str 
                 listener(offset + done, info)
 
         while True:
-            what, _ = execute(engine, task_id, worker=f"in-process:{worker_name()}", pool=pool,
+            what, _ = execute(engine, task.id, worker=f"in-process:{worker_name()}", pool=pool,
                               device=device, listener=report)
             if what != "requeue":
                 break
-        base += next(t.total for t in get_tasks(engine, job_id) if t.id == task_id)
+        base += task.total
         if listener is not None:
             listener(base, None)
-        if what.startswith("cancelled") or get_job(engine, job_id).status == "cancelled":
+        if what.startswith("cancelled") or what == "skipped" and _cancelled(engine, job_id):
             break
     job = get_job(engine, job_id)
     if job.status == "finalizing":

@@ -208,7 +208,7 @@ def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, tmp_
     workers_factory.append(w)
     worker_logs.append(w)
     w.start("a")
-    r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "5",
+    r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "3",
                "--no-wait")
     job = job_id_of(r.output)
 
@@ -218,11 +218,13 @@ def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, tmp_
                 "SELECT count(*) FROM job_tasks WHERE job_id = :j AND status = 'done'"),
                 {"j": job}).scalar_one())
 
-    wait_for(lambda: tasks_done() >= 2, 120, "the first tasks")
+    wait_for(lambda: tasks_done() >= 1, 120, "the first task")
     proxy.down()  # every worker connection to the broker drops; new ones are refused
     time.sleep(4)
     stalled = tasks_done()
-    assert job_status(db.engine, job) == "running" and stalled < 24
+    total = len(show(db.url, job)["tasks"])
+    assert stalled < total, f"all {total} tasks were done before the broker went away"
+    assert job_status(db.engine, job) == "running"
     proxy.up()
     wait_for(lambda: job_status(db.engine, job) not in ("queued", "running", "finalizing"),
              180, "the job to end after the broker came back")
