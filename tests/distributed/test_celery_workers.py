@@ -231,3 +231,33 @@ def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, tmp_
     assert job_status(db.engine, job) == "succeeded"
     assert graph_rows(db.engine) == reference
     assert "lost" in w.log("a").lower() or "reconnect" in w.log("a").lower()
+
+
+@pytest.mark.parametrize("broker_url", ["redis"], indirect=True)  # same for both brokers
+def test_workers_retry_when_the_database_goes_away(broker_url, pg, reference, tmp_path,
+                                                   workers_factory, proxy_factory,
+                                                   worker_logs) -> None:
+    """The workers reach PostgreSQL through a relay that drops every connection for a few
+    seconds mid-job: their tasks fail with connection errors, are retried with backoff, and
+    the job ends with exactly the in-process result."""
+    db, _special = pg
+    proxy = TcpProxy(db.url.replace("postgresql+psycopg", "postgresql"))
+    proxy_factory.append(proxy)
+    proxy.up()
+    relayed = proxy.url(db.url)
+    w = Workers(relayed, broker_url, tmp_path)
+    workers_factory.append(w)
+    worker_logs.append(w)
+    w.start("a")
+    r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "3",
+               "--no-wait")
+    job = job_id_of(r.output)
+    wait_for(lambda: show(db.url, job)["done"] >= 3, 120, "the first tasks")
+    proxy.down()
+    time.sleep(3)
+    proxy.up()
+    wait_for(lambda: job_status(db.engine, job) not in ("queued", "running", "finalizing"),
+             180, "the job to end after the database came back")
+    assert job_status(db.engine, job) == "succeeded"
+    assert graph_rows(db.engine) == reference
+    assert "Retry in" in w.log("a")  # Celery's autoretry, with backoff, did the work
