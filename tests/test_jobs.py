@@ -126,6 +126,9 @@ def test_commands_run_as_jobs_and_jobs_commands_show_them(db, sample_dump: Path,
 
     # The final step of a training job is idempotent: a repeated one registers nothing new.
     e = db.engine
+    with e.connect() as conn:  # member weights and checkpoints went into the registry
+        assert conn.execute(text(
+            "SELECT count(*) FROM job_tasks WHERE state IS NOT NULL")).scalar_one() == 0
     train_id = listed[0]["id"]
     with e.begin() as conn:
         conn.execute(text("UPDATE jobs SET status = 'finalizing' WHERE id = :j"), {"j": train_id})

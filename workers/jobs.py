@@ -444,9 +444,12 @@ def finalize(engine: Engine, job_id: int, *, device: str = "auto") -> JobView:
     status = "failed" if error else ("cancelled" if cancelled else "succeeded")
     stamp = now()
     with engine.begin() as conn:
-        conn.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "finalizing")
-                     .values(status=status, error=error, result=result, finished_at=stamp,
-                             updated_at=stamp))
+        closed = conn.execute(update(JOBS).where(
+            JOBS.c.id == job_id, JOBS.c.status == "finalizing").values(
+            status=status, error=error, result=result, finished_at=stamp,
+            updated_at=stamp)).rowcount
+        if closed and status == "succeeded":  # checkpoints and member weights are registered
+            conn.execute(update(TASKS).where(TASKS.c.job_id == job_id).values(state=None))
     return get_job(engine, job_id)
 
 
