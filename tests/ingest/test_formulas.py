@@ -59,3 +59,18 @@ def test_random_compositions_match_pymatgen() -> None:
             scale = rng.choice([1, 1, 2, 3, 4, 6])
             comp = tuple((z, scale * rng.randint(1, 12)) for z in zs)
             assert same(table.get(comp), pymatgen_formulas(comp)), comp
+
+
+def test_many_elements_sum_like_numpy() -> None:
+    """Up to 7 terms are summed in order, 8 and more pairwise, exactly as numpy does."""
+    rng = random.Random(7)
+    for n in range(1, 12):
+        for _ in range(200):
+            comp = {z: float(rng.randint(1, 9)) for z in rng.sample(range(1, 84), n)}
+            from matplat.ingest.formulas import element_volumes
+
+            vols = element_volumes()
+            if any(z not in vols for z in comp):
+                continue
+            want = float(np.sum([vols[z] * a for z, a in comp.items()])) / sum(comp.values())
+            assert np.float64(atomic_volume(comp)).tobytes() == np.float64(want).tobytes()

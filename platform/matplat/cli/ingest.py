@@ -13,6 +13,8 @@ from matplat.cli.output import render
 from matplat.cli.progress import byte_bar
 from matplat.errors import InputError
 
+_CHILD_MIN_BYTES = 1 << 25
+
 
 def _is_db_url(path: str) -> bool:
     return "://" in path and path.split("://", 1)[0].split("+")[0] in ("mysql", "mariadb")
@@ -119,7 +121,14 @@ def ingest(
                 tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work,
                 byte_bar(file_size, "ingest") as update,
             ):
-                chunks = extract_dump(path, rule, workdir=Path(work), limit=limit, progress=update)
+                # A large dump is extracted in a child process (two cores: extraction there,
+                # writes here); a small one here (no process start-up).
+                extractor = extract_dump
+                if file_size is not None and file_size >= _CHILD_MIN_BYTES:
+                    from matplat.ingest.extract_process import extract_dump_in_process
+
+                    extractor = extract_dump_in_process
+                chunks = extractor(path, rule, workdir=Path(work), limit=limit, progress=update)
                 summary = loader.load_chunks(
                     engine,
                     chunks,

@@ -71,7 +71,9 @@ def atomic_volume(reduced: dict[int, float]) -> float:
     vols = element_volumes()
     if any(z not in vols for z in reduced):
         return math.nan
-    total = float(np.sum([vols[z] * a for z, a in reduced.items()]))
+    terms = [vols[z] * a for z, a in reduced.items()]
+    # numpy adds fewer than 8 values one after another, as sum() does, and pairwise beyond.
+    total = sum(terms) if len(terms) < 8 else float(np.sum(terms))
     return total / sum(reduced.values())
 
 

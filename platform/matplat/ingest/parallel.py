@@ -31,19 +31,19 @@ import sys
 import threading
 from typing import IO, Any
 
-__all__ = ["ParseWorker"]
+__all__ = ["ParseWorker", "read_frame", "write_frame"]
 
 _LEN = struct.Struct("<Q")
 
 
-def _write_frame(out: IO[bytes], obj: Any) -> None:
+def write_frame(out: IO[bytes], obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     out.write(_LEN.pack(len(data)))
     out.write(data)
     out.flush()
 
 
-def _read_frame(inp: IO[bytes]) -> Any:
+def read_frame(inp: IO[bytes]) -> Any:
     head = inp.read(_LEN.size)
     if len(head) < _LEN.size:
         return None
@@ -88,7 +88,7 @@ class ParseWorker:
         assert stdin is not None
         try:
             while (item := self._outbox.get()) is not None:
-                _write_frame(stdin, item)
+                write_frame(stdin, item)
         except (OSError, ValueError):
             pass  # the child died: the receiver marks every job failed
         finally:
@@ -99,7 +99,7 @@ class ParseWorker:
         stdout = self._proc.stdout
         assert stdout is not None
         try:
-            while (frame := _read_frame(stdout)) is not None:
+            while (frame := read_frame(stdout)) is not None:
                 job, result = frame
                 with self._cond:
                     if job == "ready":
@@ -168,8 +168,8 @@ def _serve() -> None:
 
     shapes: dict[tuple, TableShape] = {}
     files: dict[str, int] = {}
-    _write_frame(out, ("ready", None))
-    while (frame := _read_frame(inp)) is not None:
+    write_frame(out, ("ready", None))
+    while (frame := read_frame(inp)) is not None:
         job, spec, source = frame
         result = None
         try:
@@ -191,7 +191,7 @@ def _serve() -> None:
                 result = parse_arrow(shape, bodies)
         except Exception:  # noqa: BLE001 - the parent re-parses and reports
             result = None
-        _write_frame(out, (job, result))
+        write_frame(out, (job, result))
 
 
 if __name__ == "__main__":
