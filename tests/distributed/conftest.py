@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -78,10 +78,21 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def workers_factory(tmp_path: Path) -> Iterator[list[Workers]]:
+def spawn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str, str], Workers]]:
+    """``spawn(db_url, broker_url)``: a worker set for this test, stopped at its end (and whose
+    logs are printed when the test failed: what the workers saw is the first thing to read)."""
     made: list[Workers] = []
-    yield made
+
+    def make(db_url: str, broker: str) -> Workers:
+        made.append(Workers(db_url, broker, tmp_path))
+        return made[-1]
+
+    yield make
+    rep = getattr(request.node, "rep_call", None)
     for w in made:
+        if rep is not None and rep.failed:
+            for name in w.procs:
+                print(f"----- worker {name} -----\n{w.log(name)[-4000:]}")
         w.stop_all()
 
 
@@ -91,18 +102,6 @@ def proxy_factory() -> Iterator[list[TcpProxy]]:
     yield made
     for p in made:
         p.down()
-
-
-@pytest.fixture
-def worker_logs(request: pytest.FixtureRequest) -> Iterator[list[Workers]]:
-    """On failure, print the workers' logs (what they saw is the first thing to read)."""
-    made: list[Workers] = []
-    yield made
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for w in made:
-            for name in w.procs:
-                print(f"----- worker {name} -----\n{w.log(name)[-4000:]}")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -18,7 +18,7 @@ import pytest
 from dbutil import TestDatabase, create_database
 from pipeline_fixture import invoke
 from sqlalchemy import Engine, text
-from workerutil import TcpProxy, Workers
+from workerutil import TcpProxy
 
 from matplat.db.session import dispose_engines
 
@@ -108,11 +108,9 @@ def show(url: str, job_id: int) -> dict:
 
 
 def test_two_workers_give_the_in_process_result(broker_url, pg, reference, tmp_path,
-                                                workers_factory, worker_logs) -> None:
+                                                spawn) -> None:
     db, special = pg
-    w = Workers(db.url, broker_url, tmp_path)
-    workers_factory.append(w)
-    worker_logs.append(w)
+    w = spawn(db.url, broker_url)
     w.start("a")
     w.start("b")
 
@@ -158,12 +156,9 @@ def test_two_workers_give_the_in_process_result(broker_url, pg, reference, tmp_p
     assert [len(run["history"]) for run in model["training_runs"]] == [3, 3]
 
 
-def test_a_worker_killed_mid_task_loses_nothing(broker_url, pg, reference, tmp_path,
-                                                workers_factory, worker_logs) -> None:
+def test_a_worker_killed_mid_task_loses_nothing(broker_url, pg, reference, spawn) -> None:
     db, special = pg
-    w = Workers(db.url, broker_url, tmp_path)
-    workers_factory.append(w)
-    worker_logs.append(w)
+    w = spawn(db.url, broker_url)
     w.start("a")
     r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "10",
                "--no-wait")
@@ -197,16 +192,13 @@ def _running_range(conn, job: int, sid: int) -> bool:  # type: ignore[no-untyped
     return any(json.loads(p)["lo"] <= sid <= json.loads(p)["hi"] for (p,) in rows)
 
 
-def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, tmp_path,
-                                                 workers_factory, proxy_factory,
-                                                 worker_logs) -> None:
+def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, spawn,
+                                                 proxy_factory) -> None:
     db, _special = pg
     proxy = TcpProxy(broker_url)
     proxy_factory.append(proxy)
     proxy.up()
-    w = Workers(db.url, proxy.url(broker_url), tmp_path)
-    workers_factory.append(w)
-    worker_logs.append(w)
+    w = spawn(db.url, proxy.url(broker_url))
     w.start("a")
     r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "3",
                "--no-wait")
@@ -234,9 +226,8 @@ def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, tmp_
 
 
 @pytest.mark.parametrize("broker_url", ["redis"], indirect=True)  # same for both brokers
-def test_workers_retry_when_the_database_goes_away(broker_url, pg, reference, tmp_path,
-                                                   workers_factory, proxy_factory,
-                                                   worker_logs) -> None:
+def test_workers_retry_when_the_database_goes_away(broker_url, pg, reference, spawn,
+                                                   proxy_factory) -> None:
     """The workers reach PostgreSQL through a relay that drops every connection for a few
     seconds mid-job: their tasks fail with connection errors, are retried with backoff, and
     the job ends with exactly the in-process result."""
@@ -245,9 +236,7 @@ def test_workers_retry_when_the_database_goes_away(broker_url, pg, reference, tm
     proxy_factory.append(proxy)
     proxy.up()
     relayed = proxy.url(db.url)
-    w = Workers(relayed, broker_url, tmp_path)
-    workers_factory.append(w)
-    worker_logs.append(w)
+    w = spawn(relayed, broker_url)
     w.start("a")
     r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "3",
                "--no-wait")
