@@ -571,9 +571,18 @@ class _Reader:
 
     def _skip_insert(self, table: str, start_abs: int) -> None:
         term = self.delim + b"\n"
+        dl = len(self.delim)
         i = self.pos
         while True:
-            j = self.buf.find(term, i)
+            # As in _read_insert: a statement per line (MySQL) ends at the first newline,
+            # found with memchr; otherwise (MariaDB, a row per line) search the terminator.
+            buf = self.buf
+            j = buf.find(b"\n", i)
+            if j >= 0:
+                if j - dl >= i and buf[j - dl : j] == self.delim:
+                    j -= dl
+                else:
+                    j = buf.find(term, max(i, j - dl))
             if j >= 0:
                 self._check_row_end(j, table, start_abs)
                 self.pos = j + len(term)

@@ -395,6 +395,7 @@ _ARROW_ESC_RE = re.compile(rb"\\[0bnrtZ%_]")
 # Literal forms Arrow would read as plain text when they stand in a text column,
 # or with whitespace around a quoted value, which Arrow would keep as part of the text.
 _ODD_TEXT = r"""^(?:0[xX]|[xXbB]'|_[A-Za-z0-9]+\s*'|")|^\s|\s$"""
+_ODD_TEXT_RE = re.compile(_ODD_TEXT)
 _ARROW_BLOCK = 1 << 20
 
 
@@ -480,18 +481,14 @@ def _arrow_lines(bodies: Sequence[bytes]) -> tuple[Any, list[int], int] | None:
         buf[pos] = 44  # ","
         pos += 1
     starts.append(pos)
-    opening = buf == 40
-    if len(bodies) == 1:
-        counts = [int(np.count_nonzero(opening))]
-    else:
-        counts = [
-            int(np.count_nonzero(opening[a:b])) for a, b in zip(starts, starts[1:], strict=False)
-        ]
-    np.copyto(buf, 10, where=opening)
-    closing = buf == 41
-    if int(np.count_nonzero(closing)) != sum(counts):
+    # Parentheses are sparse (two per row): substitute them at their positions.
+    opening = np.flatnonzero(buf == 40)
+    counts = np.diff(np.searchsorted(opening, starts)).tolist()
+    buf[opening] = 10
+    closing = np.flatnonzero(buf == 41)
+    if len(closing) != len(opening):
         return None
-    np.copyto(buf, 44, where=closing)
+    buf[closing] = 44
     quote = buf == 39
     quotes = int(np.count_nonzero(quote))
     for body, start in zip(bodies, starts, strict=False):
@@ -524,9 +521,16 @@ def _text_column_ok(col: Any, bodies: Sequence[bytes]) -> bool:
     """False when a text column may hold a hex/bit/introducer literal or an empty field."""
     if len(col) > 64:
         col = col.unique()  # element symbols, labels: a few distinct values to check
-    if _pc.any(_pc.match_substring_regex(col, _ODD_TEXT)).as_py():
-        return False
-    if _pc.any(_pc.equal(col, "")).as_py():
+    if len(col) <= 4096:  # Python's \s is a superset of RE2's: never laxer
+        values = [v for v in col.to_pylist() if v is not None]
+        if any(_ODD_TEXT_RE.search(v) for v in values):
+            return False
+        empty = "" in values
+    else:
+        if _pc.any(_pc.match_substring_regex(col, _ODD_TEXT)).as_py():
+            return False
+        empty = bool(_pc.any(_pc.equal(col, "")).as_py())
+    if empty:
         # '' is fine; an unquoted empty field (",,") is a syntax error Arrow would accept.
         return not any(b",," in b or b"(," in b or b",)" in b for b in bodies)
     return True

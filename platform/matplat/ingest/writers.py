@@ -32,6 +32,7 @@ from matplat.db.bulk import copy_binary, insert_columns
 __all__ = ["SOURCE", "TARGET_TABLES", "ChunkWriter", "element_symbols"]
 
 SOURCE = "oqmd"
+_SORT_MEMORY = 256 * 2**20  # maintenance_work_mem while indexes are re-created, at least
 TARGET_TABLES = ("materials", "structures", "sites", "material_elements", "dft_properties")
 _PROPERTIES = (
     "formation_energy",
@@ -139,6 +140,18 @@ class ChunkWriter:
 
     def restore_constraints(self) -> None:
         """Re-create what :meth:`defer_constraints` dropped (indexes first, FKs last)."""
+        if self._deferred:
+            # Sort in memory, and let PostgreSQL build the large indexes with parallel
+            # workers (it needs 32 MB per participant): the client is idle by now.
+            mem = self.conn.execute(
+                text(
+                    "SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"
+                )
+            ).scalar_one()
+            if mem < _SORT_MEMORY:
+                self.conn.execute(
+                    text(f"SET LOCAL maintenance_work_mem = '{_SORT_MEMORY // 2**20}MB'")
+                )
         while self._deferred:
             _, statement = self._deferred.pop()
             self.conn.execute(text(statement))
