@@ -52,3 +52,14 @@ def test_stopping_early_stops_the_child(sample_dump: Path, tmp_path: Path) -> No
     gen = extract_dump_in_process(sample_dump, workdir=tmp_path, chunk_size=5)
     next(gen)
     gen.close()  # the consumer gave up (an error of its own, Ctrl-C): no hang, no leftovers
+
+
+def test_structure_lookup_by_table_or_by_search(
+    sample_dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Atoms find their material through a dense table, or by binary search (sparse ids)."""
+    import matplat.ingest.oqmd as oqmd
+
+    want = flat(list(extract_dump(sample_dump, workdir=tmp_path, chunk_size=23)))
+    monkeypatch.setattr(oqmd, "_LUT_MAX_ID", 0)
+    assert flat(list(extract_dump(sample_dump, workdir=tmp_path, chunk_size=23))) == want

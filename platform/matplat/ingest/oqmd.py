@@ -62,6 +62,7 @@ NEEDED_TABLES = frozenset(NEEDED_COLUMNS)
 _SINGULAR = 1e-6
 _BUCKET_MATERIALS = 1 << 16  # materials per atom bucket file (a multiple of chunk_size)
 _ATOM_STEP = 1 << 20  # staged atoms scanned per step (34 MB)
+_LUT_MAX_ID = 1 << 25  # structure ids below this: find materials by table lookup (128 MB max)
 _REC = np.dtype([("m", "<i8"), ("id", "<i8"), ("z", "<i2"), ("xyz", "<f8", (3,))])
 
 
@@ -255,15 +256,29 @@ class _Emitter:
             valid = np.nonzero(m_sid >= 0)[0]
             order = np.argsort(m_sid[valid], kind="stable")
             keys, mats = m_sid[valid][order], valid[order]
+            # Structure id -> material by a table lookup when ids are dense enough and no
+            # two materials share a structure; else binary search (any ids, shared ones).
+            lut = None
+            if len(keys) and keys[-1] < _LUT_MAX_ID and not (np.diff(keys) == 0).any():
+                lut = np.full(int(keys[-1]) + 2, -1, dtype=np.int32)
+                lut[keys] = mats
             for a in self.stage.atom_slices(_ATOM_STEP):
-                lo = np.searchsorted(keys, a["sid"], "left")
-                cnt = np.searchsorted(keys, a["sid"], "right") - lo
-                if not cnt.any():
-                    continue
-                rows = np.repeat(np.arange(len(a)), cnt)  # an atom per material using it
-                within = np.arange(len(rows)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-                rec = np.empty(len(rows), dtype=_REC)
-                rec["m"] = mats[np.repeat(lo, cnt) + within]
+                if lut is not None:
+                    m = lut[np.minimum(a["sid"], len(lut) - 1)]
+                    rows = np.flatnonzero(m >= 0)
+                    if not len(rows):
+                        continue
+                    rec = np.empty(len(rows), dtype=_REC)
+                    rec["m"] = m[rows]
+                else:
+                    lo = np.searchsorted(keys, a["sid"], "left")
+                    cnt = np.searchsorted(keys, a["sid"], "right") - lo
+                    if not cnt.any():
+                        continue
+                    rows = np.repeat(np.arange(len(a)), cnt)  # an atom per material using it
+                    within = np.arange(len(rows)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+                    rec = np.empty(len(rows), dtype=_REC)
+                    rec["m"] = mats[np.repeat(lo, cnt) + within]
                 rec["id"] = a["id"][rows]
                 rec["z"] = a["z"][rows]
                 rec["xyz"] = a["xyz"][rows]
