@@ -63,3 +63,38 @@ def test_structure_lookup_by_table_or_by_search(
     want = flat(list(extract_dump(sample_dump, workdir=tmp_path, chunk_size=23)))
     monkeypatch.setattr(oqmd, "_LUT_MAX_ID", 0)
     assert flat(list(extract_dump(sample_dump, workdir=tmp_path, chunk_size=23))) == want
+
+
+def test_cli_with_the_child_process(
+    sample_dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`platform ingest` of a large dump goes through the child process: same outcome."""
+    import gzip
+
+    from click.testing import CliRunner
+    from sqlalchemy import create_engine, text
+
+    import matplat.cli.ingest as cli_ingest
+    from matplat.cli import cli
+
+    monkeypatch.setattr(cli_ingest, "_CHILD_MIN_BYTES", 0)
+    plain = tmp_path / "d.sql"
+    plain.write_bytes(gzip.decompress(sample_dump.read_bytes()))
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", url, "db", "upgrade"]).exit_code == 0
+    cut = tmp_path / "cut.sql"
+    cut.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
+    r = runner.invoke(cli, ["--db", url, "ingest", str(cut)])
+    assert r.exit_code == 1 and "truncated" in r.output and "cut.sql" in r.output
+    r = runner.invoke(cli, ["--db", url, "ingest", str(plain)])
+    assert r.exit_code == 0, r.output
+    n = sum(len(c) for c in extract_dump(plain, workdir=tmp_path))
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM materials")).scalar_one() == n
+        sha = conn.execute(text("SELECT sha256 FROM ingest_runs")).scalar_one()
+    import hashlib
+
+    assert sha == hashlib.sha256(plain.read_bytes()).hexdigest()
+    r = runner.invoke(cli, ["--db", url, "ingest", str(plain)])
+    assert "already ingested" in r.output

@@ -294,6 +294,9 @@ def load_chunks(
                 trans.commit()
         except BaseException:
             trans.rollback()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # stop the extraction (a child process, its temporary files) now
             raise
     return summary
 
