@@ -96,7 +96,7 @@ def test_a_dying_worker_only_costs_speed(dump: Path, monkeypatch: pytest.MonkeyP
         def submit(self, shape, source):  # type: ignore[no-untyped-def]
             job = super().submit(shape, source)
             if job == 3:
-                self._proc.kill()
+                self.kill()
             return job
 
     want = rows(dump, False)

@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import IO, Any
 
 __all__ = ["ParseWorker", "read_frame", "write_frame"]
@@ -58,15 +59,41 @@ class ParseWorker:
     """The parent's handle on the child: submit jobs, wait for their results in any order."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "matplat.ingest.parallel"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        # Fork when this process runs a single thread (the extraction child reading a plain
+        # file): the child starts at once with everything imported. Otherwise (threads are
+        # not fork-safe) start a fresh interpreter.
+        if hasattr(os, "fork") and threading.active_count() == 1:
+            jobs_r, jobs_w = os.pipe()
+            results_r, results_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child
+                try:
+                    os.close(jobs_w)
+                    os.close(results_r)
+                    os.dup2(2, 1)  # the parent's stdout may be a protocol stream of its own
+                    _serve(os.fdopen(jobs_r, "rb"), os.fdopen(results_w, "wb"))
+                finally:
+                    os._exit(0)
+            os.close(jobs_r)
+            os.close(results_w)
+            self._pid: int | None = pid
+            self._proc: subprocess.Popen[bytes] | None = None
+            self._in = os.fdopen(jobs_w, "wb")
+            self._out = os.fdopen(results_r, "rb")
+        else:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            env.setdefault("OMP_NUM_THREADS", "1")
+            self._pid = None
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "matplat.ingest.parallel"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._in = self._proc.stdin
+            self._out = self._proc.stdout
         self._results: dict[int, Any] = {}
         self._cond = threading.Condition()
         self._ready = False
@@ -84,8 +111,7 @@ class ParseWorker:
 
     # -- threads of the parent ----------------------------------------------------------
     def _send_loop(self) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
+        stdin = self._in
         try:
             while (item := self._outbox.get()) is not None:
                 write_frame(stdin, item)
@@ -96,8 +122,7 @@ class ParseWorker:
                 stdin.close()
 
     def _receive_loop(self) -> None:
-        stdout = self._proc.stdout
-        assert stdout is not None
+        stdout = self._out
         try:
             while (frame := read_frame(stdout)) is not None:
                 job, result = frame
@@ -145,25 +170,37 @@ class ParseWorker:
             return self._results.pop(job, None)
 
     def close(self) -> None:
-        self._outbox.put(None)
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        self._outbox.put(None)  # the child ends when its input ends
         self._sender.join(timeout=5)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        else:
+            assert self._pid is not None
+            for _ in range(500):
+                if os.waitpid(self._pid, os.WNOHANG) != (0, 0):
+                    break
+                time.sleep(0.01)
+            else:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
         self._receiver.join(timeout=5)
-        for pipe in (self._proc.stdout,):
-            if pipe is not None:
-                pipe.close()
+        self._out.close()
+
+    def kill(self) -> None:
+        """Stop the child at once (tests: a worker dying in the middle)."""
+        if self._proc is not None:
+            self._proc.kill()
+        elif self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
 
 
 # -- the child -------------------------------------------------------------------------------
-def _serve() -> None:
+def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    out = os.fdopen(os.dup(1), "wb")
-    sys.stdout = sys.stderr  # nothing else may write into the protocol stream
-    inp = sys.stdin.buffer
     from matplat.ingest.values import TableShape, parse_arrow
 
     shapes: dict[tuple, TableShape] = {}
@@ -195,4 +232,6 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _out = os.fdopen(os.dup(1), "wb")
+    sys.stdout = sys.stderr  # nothing else may write into the protocol stream
+    _serve(sys.stdin.buffer, _out)
