@@ -114,3 +114,22 @@ def test_export_predictions_and_parquet_query(pipeline, tmp_path: Path) -> None:
     r = invoke(pipeline.url, "export", "predictions", "--model-tag", "zz", str(tmp_path / "x.csv"),
                ok=False)
     assert r.exit_code == 1 and "zz" in r.output
+
+
+def test_a_rerun_completes_a_leaderboard_refresh_that_never_ran(pipeline) -> None:
+    """Predictions written but the final refresh lost (a kill between the two): the next
+    predict finds nothing to predict and refreshes; `models refresh` does it on demand."""
+    e = pipeline.engine
+    sql = ("SELECT count(*) FROM model_metrics WHERE model_version_id = "
+           "(SELECT id FROM model_versions WHERE tag = 'v4')")
+    before = scalar(e, sql)
+    assert before > 0
+    with e.begin() as conn:
+        conn.execute(text("DELETE FROM model_metrics WHERE model_version_id = "
+                          "(SELECT id FROM model_versions WHERE tag = 'v4')"))
+    r = invoke(pipeline.url, "predict", "--model-tag", "v4")
+    assert "nothing to do" in r.output
+    assert scalar(e, sql) == before
+    r = invoke(pipeline.url, "models", "refresh", "v4")
+    assert f"refreshed {before} leaderboard rows" in r.output
+    assert scalar(e, sql) == before

@@ -251,6 +251,7 @@ def submit_predict(engine: Engine, *, tag: str | None = None, alias: str | None 
 
     plan = plan_predict(engine, tag=tag, alias=alias, where=where)
     if not plan.todo:
+        _refresh_if_missing(engine, plan.mv_id)
         return plan, None
     params = {"model_version_id": plan.mv_id, "tag": plan.tag, "where": where,
               "batch_size": batch_size, "selected": len(plan.selected),
@@ -259,6 +260,22 @@ def submit_predict(engine: Engine, *, tag: str | None = None, alias: str | None 
                                                                   chunk_size)),
                         runner=runner, queue=KIND.queue)
     return plan, job_id
+
+
+def _refresh_if_missing(engine: Engine, mv_id: int) -> None:
+    """A run stopped after its last chunk but before its final step left predictions without
+    leaderboard rows; a rerun that finds nothing to predict completes that step."""
+    from workers.leaderboard import refresh_metrics
+
+    with engine.connect() as conn:
+        has_predictions = conn.execute(text(
+            "SELECT 1 FROM predictions WHERE model_version_id = :mv LIMIT 1"),
+            {"mv": mv_id}).first() is not None
+        has_metrics = conn.execute(text(
+            "SELECT 1 FROM model_metrics WHERE model_version_id = :mv LIMIT 1"),
+            {"mv": mv_id}).first() is not None
+    if has_predictions and not has_metrics:
+        refresh_metrics(engine, mv_id)
 
 
 class _PredictKind:

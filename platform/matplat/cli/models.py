@@ -121,6 +121,22 @@ def alias(app: AppContext, tag: str, name: str) -> None:
 
 @models.command()
 @click.argument("tag")
+@pass_app
+def refresh(app: AppContext, tag: str) -> None:
+    """Recompute TAG's leaderboard rows and summaries from its stored predictions (after an
+    ingest changed DFT values; predict does this itself)."""
+    from matplat.db.session import session_factory
+    from workers.leaderboard import refresh_metrics
+
+    engine = app.engine()
+    with session_factory(engine)() as s:
+        mv_id = registry.get_version(s, tag).id
+    n = refresh_metrics(engine, mv_id)
+    click.echo(f"model {tag}: refreshed {n} leaderboard rows")
+
+
+@models.command()
+@click.argument("tag")
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_app
 def export(app: AppContext, tag: str, file: str) -> None:
