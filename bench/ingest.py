@@ -5,7 +5,7 @@ Run:  python bench/ingest.py [--entries 100000] [--seed 1] [--repeat 2] [--skip-
 
 In one run, on one SYNTHETIC OQMD-format dump (``matplat.ingest.sample.write_sample_dump``,
 written once as .sql and once as .sql.gz, same entries and seed; or ``--dump`` an existing
-.sql, whose .gz is then made with gzip -1):
+.sql, with DUMP.gz beside it or made with gzip -6):
 
 * baseline: ``mariadb <db> < dump.sql`` into a fresh, empty MariaDB database (the dump holds
   its own DROP/CREATE TABLE statements), the way a qmdb dump is usually restored;
@@ -258,9 +258,10 @@ def main() -> None:
     try:
         if args.dump is not None:
             sql = args.dump
-            gz = out / (sql.name + ".gz")
-            if not args.skip_others:
-                run(f"gzip -1 -c {shlex.quote(str(sql))} > {shlex.quote(str(gz))}", shell=True)
+            gz = sql.with_name(sql.name + ".gz")  # DUMP.gz beside it, else made with gzip -6
+            if not gz.exists() and not args.skip_others:
+                gz = out / (sql.name + ".gz")
+                run(f"gzip -6 -c {shlex.quote(str(sql))} > {shlex.quote(str(gz))}", shell=True)
                 made.append(gz)
             plain, gz_bytes = sql.stat().st_size, gz.stat().st_size if gz.exists() else 0
             results["dump"] = {"plain_bytes": plain, "gz_bytes": gz_bytes, "given": str(sql)}
