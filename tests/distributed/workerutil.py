@@ -38,7 +38,8 @@ class Workers:
         log = (self.logdir / f"worker-{name}.log").open("wb")
         cmd = [sys.executable, "-m", "matplat", "--db", self.db_url, "--broker",
                broker or self.broker, "--device", "cpu", "worker", "--queues", queues,
-               "--concurrency", "1", "--name", f"{name}@%h", "--loglevel", "INFO",
+               "--concurrency", "1", "--pool", "prefork", "--name", f"{name}@%h",
+               "--loglevel", "INFO",
                "--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.procs[name] = subprocess.Popen(cmd, cwd=self.logdir, env=self.env(), stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
