@@ -250,3 +250,32 @@ def test_duplicate_materials_in_a_first_load_fail_and_change_nothing(
         load_chunks(db.engine, [chunks[0], chunks[0]], rule="cgnn", source_name="dup")
     assert snapshot(db.engine) == empty and schema(db.engine) == migrated
     assert counts(db.engine)["ingest_runs"] == 0
+
+
+def test_first_load_still_checks_foreign_keys(
+    db, sample_dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first load may check foreign keys once at the end instead of per row (SQLite,
+    PostgreSQL): a violation still fails the ingest and leaves nothing behind."""
+    from matplat.ingest import writers
+
+    if db.kind in ("mysql", "mariadb"):
+        pytest.skip("MariaDB checks every row as it is written")
+    restore = writers.ChunkWriter.restore_constraints
+
+    def orphan_then_restore(self):  # type: ignore[no-untyped-def]
+        self.conn.execute(text(
+            "INSERT INTO sites (structure_id, site_index, element, atomic_number, x, y, z) "
+            "VALUES (999999999, 0, 'Fe', 26, 0, 0, 0)"
+        ))
+        restore(self)
+
+    monkeypatch.setattr(writers.ChunkWriter, "restore_constraints", orphan_then_restore)
+    empty = snapshot(db.engine)
+    chunks = expected_chunks(sample_dump, "cgnn", tmp_path)
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        load_chunks(db.engine, chunks, rule="cgnn", source_name="orphan")
+    assert snapshot(db.engine) == empty
+    with db.engine.connect() as conn:
+        if db.kind == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 
 from matplat.db.models import IngestRun
-from matplat.errors import InputError
-from matplat.ingest.writers import SOURCE, ChunkWriter, element_symbols
+from matplat.errors import DatabaseError, InputError
+from matplat.ingest.writers import SOURCE, TARGET_TABLES, ChunkWriter, element_symbols
 
 __all__ = [
     "SOURCE",
@@ -234,6 +234,7 @@ def load_chunks(
     )
     t0 = time.perf_counter()
     with engine.connect() as conn:
+        checks_off = _sqlite_foreign_keys_off(conn)
         trans = conn.begin()
         try:
             _lock(conn)
@@ -264,6 +265,8 @@ def load_chunks(
 
             _pipelined(extracted(), writer.write)
             writer.restore_constraints()
+            if checks_off:
+                _sqlite_check_foreign_keys(conn)
             c = writer.counts
             summary.added, summary.updated, summary.unchanged = c.added, c.updated, c.unchanged
             summary.sites = c.sites
@@ -298,7 +301,36 @@ def load_chunks(
             if close is not None:
                 close()  # stop the extraction (a child process, its temporary files) now
             raise
+        finally:
+            if checks_off:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
     return summary
+
+
+def _sqlite_foreign_keys_off(conn: Any) -> bool:
+    """SQLite, first load: no foreign-key check per row (one check of every table at the end).
+
+    Only when the ingest's tables are empty: then no row is deleted or updated, so no
+    ON DELETE CASCADE is needed. The pragma works only outside a transaction, i.e. now.
+    """
+    if conn.dialect.name != "sqlite":
+        return False
+    raw = conn.connection.driver_connection
+    if raw.in_transaction:
+        return False
+    for table in TARGET_TABLES:
+        if raw.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+            return False
+    raw.execute("PRAGMA foreign_keys=OFF")
+    return raw.execute("PRAGMA foreign_keys").fetchone()[0] == 0
+
+
+def _sqlite_check_foreign_keys(conn: Any) -> None:
+    """Every foreign key of the database holds, or DatabaseError (the caller rolls back)."""
+    bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchmany(5)
+    if bad:
+        shown = ", ".join(f"{t} row {r} -> {p}" for t, r, p, _ in bad)
+        raise DatabaseError(f"foreign key check failed after the load: {shown}")
 
 
 def previous_run(engine: Engine, sha256: str, rule: str) -> int | None:

@@ -101,14 +101,26 @@ class ChunkWriter:
 
     # -- PostgreSQL: constraints and indexes after the load ---------------------------
     def defer_constraints(self) -> bool:
-        """On PostgreSQL with all five tables empty, drop their FKs, unique constraints,
-        unreferenced primary keys and secondary indexes until :meth:`restore_constraints`.
+        """With all five tables empty, set their indexes (and on PostgreSQL their FKs, unique
+        constraints and unreferenced primary keys) aside until :meth:`restore_constraints`.
         Returns whether it did."""
-        if not self.pg:
+        if self.conn.dialect.name not in ("postgresql", "sqlite"):
             return False
         for t in TARGET_TABLES:
             if self.conn.execute(text(f"SELECT 1 FROM {t} LIMIT 1")).first() is not None:
                 return False
+        if not self.pg:
+            # SQLite: the explicit indexes (constraints live in the table definitions).
+            names = ", ".join(f"'{t}'" for t in TARGET_TABLES)
+            for name, definition in self.conn.execute(
+                text(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                    f"AND sql IS NOT NULL AND tbl_name IN ({names}) ORDER BY name"
+                )
+            ).all():
+                self.conn.execute(text(f'DROP INDEX "{name}"'))
+                self._deferred.append(("", definition))
+            return True
         tables = "ARRAY[" + ", ".join(f"'{t}'" for t in TARGET_TABLES) + "]::regclass[]"
         fks = self.conn.execute(
             text(
@@ -140,7 +152,7 @@ class ChunkWriter:
 
     def restore_constraints(self) -> None:
         """Re-create what :meth:`defer_constraints` dropped (indexes first, FKs last)."""
-        if self._deferred:
+        if self._deferred and self.pg:
             # Sort in memory, and let PostgreSQL build the large indexes with parallel
             # workers (it needs 32 MB per participant): the client is idle by now.
             mem = self.conn.execute(
