@@ -14,8 +14,10 @@ written once as .sql and once as .sql.gz, same entries and seed; or ``--dump`` a
 * with ``--repeat N`` the pair (restore, PostgreSQL ingest) runs N times, interleaved, so
   that both see the same share of a machine other people use too; the ratio is taken per
   pair and the median pair is reported;
-* then ``.sql.gz`` into PostgreSQL, ``.sql`` into a fresh SQLite file, and the parse-only
-  run ``platform ingest --dry-run dump.sql`` (SQLite; rows are written and rolled back).
+* then ``.sql.gz`` into PostgreSQL; the extraction alone (parse and select, no database:
+  ``extract_dump_in_process`` in a fresh python, as the CLI runs it); ``.sql`` into a fresh
+  SQLite file; ``platform ingest --dry-run dump.sql`` on SQLite (everything is written, then
+  rolled back).
 
 Wall time of each subprocess (python start-up, parsing, loading, commit; the command's own
 ``seconds`` line is reported too), MB/s of the plain dump's bytes (the .gz row also gives MB/s
@@ -171,6 +173,41 @@ def platform_ingest(label: str, url: str, dump: Path, plain_bytes: int, entries:
     return row
 
 
+_EXTRACT = """
+import sys, tempfile, time
+t0 = time.perf_counter()
+from matplat.ingest.extract_process import extract_dump_in_process
+n = 0
+with tempfile.TemporaryDirectory(dir=sys.argv[2]) as work:
+    for chunk in extract_dump_in_process(sys.argv[1], workdir=work):
+        n += len(chunk)
+print(n, time.perf_counter() - t0)
+"""
+
+
+def extract_only(dump: Path, plain_bytes: int, entries: int, work: Path) -> dict:
+    """What `platform ingest` does before any database write: parse and select, in a fresh
+    python (the same child process and parse worker as the CLI), chunks discarded."""
+    load0 = loadavg()
+    wall, out = run([sys.executable, "-c", _EXTRACT, str(dump), str(work)])
+    n, own = out.split()
+    row = {
+        "label": "extract only (parse + select, no database)",
+        "command": "extract_dump_in_process(dump) in a fresh python",
+        "wall_s": wall,
+        "own_seconds": float(own),
+        "file_bytes": dump.stat().st_size,
+        "mb_s": plain_bytes / MB / wall,
+        "entries_s": entries / wall,
+        "materials": int(n),
+        "load_before": load0,
+        "load_after": loadavg(),
+    }
+    print(f"  extract only: {wall:.1f} s wall, {row['mb_s']:.1f} MB/s, {n} materials, "
+          f"load {row['load_after']}", flush=True)
+    return row
+
+
 def mariadb_restore(maria: MariaDB, dump: Path, plain_bytes: int, entries: int) -> dict:
     db = maria.create()
     try:
@@ -259,7 +296,7 @@ def main() -> None:
         if args.dump is not None:
             sql = args.dump
             gz = sql.with_name(sql.name + ".gz")  # DUMP.gz beside it, else made with gzip -6
-            if not gz.exists() and not args.skip_others:
+            if not gz.exists() and not args.skip_others and not args.skip_postgres:
                 gz = out / (sql.name + ".gz")
                 run(f"gzip -6 -c {shlex.quote(str(sql))} > {shlex.quote(str(gz))}", shell=True)
                 made.append(gz)
@@ -313,8 +350,10 @@ def main() -> None:
                                                 plain, args.entries))
                 finally:
                     pg.drop(name)
+            rows.append(extract_only(sql, plain, args.entries, out))
             for label, extra in (("platform ingest .sql → SQLite", []),
-                                 ("platform ingest --dry-run .sql (parse only)", ["--dry-run"])):
+                                 ("platform ingest --dry-run .sql → SQLite (written, rolled "
+                                  "back)", ["--dry-run"])):
                 lite = out / f"bench_{uuid.uuid4().hex[:8]}.db"
                 try:
                     rows.append(platform_ingest(label, f"sqlite:///{lite}", sql, plain,

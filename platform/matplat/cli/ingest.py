@@ -95,8 +95,8 @@ def ingest(
                 raise InputError(f"{path}: no such file")
             file_size = p.stat().st_size
             # A file can only be one ingested before if an earlier run read as many bytes;
-            # then hash it first to say so without ingesting. Otherwise hash it on the
-            # second core while it is ingested.
+            # then hash it first to say so without ingesting. Otherwise hash it while
+            # the database re-creates its indexes (see load_chunks).
             if not force and limit is None and loader.sized_like(engine, file_size, rule):
                 with byte_bar(file_size, "checksum") as update:
                     done = 0
@@ -135,7 +135,7 @@ def ingest(
                     rule=rule,
                     source_name=Path(path).name if path != "-" else "<stdin>",
                     file_size=file_size,
-                    sha256=hasher.result if hasher is not None else sha,
+                    sha256=hasher if hasher is not None else sha,
                     dry_run=dry_run,
                 )
         finally:

@@ -104,26 +104,32 @@ def file_sha256(
 class BackgroundSha256:
     """sha256 of a file computed in a thread (hashlib and file reads release the GIL).
 
-    The ingest reads and parses the file on one core while this hashes it on the other;
-    :meth:`result` waits for the digest. :meth:`cancel` stops early (on error or Ctrl-C).
+    :func:`load_chunks` calls :meth:`start` once every chunk is written: while PostgreSQL
+    re-creates indexes the client's core is idle, so the hash costs no time there.
+    :meth:`result` starts it if needed and waits; :meth:`cancel` stops early.
     """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._stop = threading.Event()
         self._digest: str | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(path,), name="matplat-sha256", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
-    def _run(self, path: Path) -> None:
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="matplat-sha256", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
         try:
-            self._digest = file_sha256(path, stop=self._stop)
+            self._digest = file_sha256(self._path, stop=self._stop)
         except BaseException as exc:  # re-raised by result()
             self._error = exc
 
     def result(self) -> str:
+        self.start()
+        assert self._thread is not None
         while self._thread.is_alive():
             self._thread.join(0.05)
         if self._error is not None:
@@ -133,7 +139,8 @@ class BackgroundSha256:
 
     def cancel(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _lock(conn: Any) -> None:
@@ -216,14 +223,14 @@ def load_chunks(
     rule: str,
     source_name: str,
     file_size: int | None = None,
-    sha256: str | Callable[[], str | None] | None = None,
+    sha256: str | BackgroundSha256 | None = None,
     dry_run: bool = False,
     source_kind: str = "oqmd-dump",
 ) -> IngestSummary:
     """Write every chunk in ONE transaction and record the ingest run; roll back on error.
 
-    ``sha256`` is the file's digest, or a function returning it once the chunks are
-    consumed (the CLI hashes the file in a background thread while it is ingested).
+    ``sha256`` is the file's digest, or a :class:`BackgroundSha256` started once the
+    chunks are written (the CLI then hashes the file beside the index builds).
     """
     summary = IngestSummary(
         source=source_name,
@@ -256,7 +263,8 @@ def load_chunks(
                     )
                 )
             writer = ChunkWriter(conn, rule, run_id)
-            writer.defer_constraints()
+            if not writer.defer_constraints() and isinstance(sha256, BackgroundSha256):
+                sha256.start()  # no index builds at the end to hide it behind
 
             def extracted() -> Iterable[Any]:
                 for chunk in chunks:
@@ -264,6 +272,8 @@ def load_chunks(
                     yield chunk
 
             _pipelined(extracted(), writer.write)
+            if isinstance(sha256, BackgroundSha256):
+                sha256.start()
             writer.restore_constraints()
             if checks_off:
                 _sqlite_check_foreign_keys(conn)
@@ -271,8 +281,8 @@ def load_chunks(
             summary.added, summary.updated, summary.unchanged = c.added, c.updated, c.unchanged
             summary.sites = c.sites
             summary.rejected = len(summary.rejects)
-            if callable(sha256):
-                summary.sha256 = sha256()
+            if isinstance(sha256, BackgroundSha256):
+                summary.sha256 = sha256.result()
             summary.seconds = time.perf_counter() - t0
             if run_id is not None:
                 conn.execute(

@@ -219,6 +219,7 @@ class _Reader:
         progress: Callable[[int], Any] | None,
         parallel: bool | None = None,
         path: str | None = None,
+        size_hint: int = 0,
     ) -> None:
         self.read = stream.read
         self.stream = stream
@@ -250,6 +251,8 @@ class _Reader:
         self.path = path  # the plain file being read, which the worker can pread itself
         self.worker: ParseWorker | None = None
         self.inflight: deque[list] = deque()  # [shape, parts, job id | None, result]
+        if self.parallel is not False and size_hint >= _PARALLEL_MIN:
+            self.worker = ParseWorker()  # a large file: start it now, ready when needed
 
     # -- buffer ---------------------------------------------------------------------
     def _fill(self, keep: int) -> int:
@@ -833,11 +836,15 @@ def iter_dump(
         raise ValueError("batch_rows must be at least 1")
     is_path = isinstance(path_or_stream, (str, os.PathLike))
     plain: str | None = None
+    size_hint = 0
     if is_path and str(path_or_stream) != "-":
-        stream, _ = open_dump(path_or_stream)  # type: ignore[arg-type]
+        stream, size = open_dump(path_or_stream)  # type: ignore[arg-type]
         name = str(path_or_stream)
         if isinstance(stream, io.BufferedReader):  # not compressed: offsets are file offsets
             plain = os.path.abspath(name)
+            size_hint = size or 0
+        else:
+            size_hint = 3 * (size or 0)  # a compressed dump inflates at least threefold
     else:
         # stdin or a caller's stream: decompress if needed, but never close it.
         raw = sys.stdin.buffer if is_path else path_or_stream
@@ -853,6 +860,7 @@ def iter_dump(
         progress=progress,
         parallel=parallel,
         path=plain,
+        size_hint=size_hint,
     )
     try:
         yield from reader
