@@ -91,6 +91,28 @@ def _fixed_field(arr: np.ndarray) -> tuple[str, np.ndarray | None]:
 def copy_binary(conn: Connection, table: str, columns: dict[str, Any]) -> int:
     """PostgreSQL binary COPY of a mix of fixed- and variable-width columns, built with numpy.
 
+    :func:`binary_payload` then :func:`copy_payload`; the columns are described there.
+    """
+    parts = binary_payload(columns)
+    if parts:
+        copy_payload(conn, table, list(columns), parts)
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def copy_payload(conn: Connection, table: str, names: list[str], parts: list[bytes]) -> None:
+    """Send a payload made by :func:`binary_payload` with ``COPY table (names) FROM STDIN``."""
+    raw = conn.connection.driver_connection
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as cp,
+    ):
+        for part in parts:
+            cp.write(part)
+
+
+def binary_payload(columns: dict[str, Any]) -> list[bytes]:
+    """The PostgreSQL binary COPY data of the rows given column-wise (no database needed).
+
     Columns, all of the same length:
 
     - numpy int16/int32/int64 (smallint/integer/bigint) and float64 (double precision)
@@ -105,14 +127,14 @@ def copy_binary(conn: Connection, table: str, columns: dict[str, Any]) -> int:
     Rows with the same NULL pattern and ``S`` lengths are built as one numpy structured
     array (no Python code per row); variable-length values are spliced in between the
     fixed parts with one ``bytes.join``. Row order in the table is not preserved across
-    groups (no caller relies on heap order). Returns the number of rows.
+    groups (no caller relies on heap order). Returns the payload's parts; [] for no rows.
     """
     names = list(columns)
     if not names:
-        return 0
+        return []
     n = len(columns[names[0]])
     if n == 0:
-        return 0
+        return []
     # Normalise: ("fixed", be dtype, values, null mask) | ("text", values S, lengths) | ("var", list)
     cols: list[tuple] = []
     group_keys: list[np.ndarray] = []
@@ -158,13 +180,7 @@ def copy_binary(conn: Connection, table: str, columns: dict[str, Any]) -> int:
     for rows in groups:
         payload.append(_binary_rows(cols, rows, n))
     payload.append(b"\xff\xff")
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(
-        f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
-    ) as cp:
-        for part in payload:
-            cp.write(part)
-    return n
+    return payload
 
 
 def _binary_rows(cols: list[tuple], rows: np.ndarray | None, n: int) -> bytes:

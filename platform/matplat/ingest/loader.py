@@ -271,7 +271,11 @@ def load_chunks(
                     summary.rejects.extend((str(sid), reason) for sid, reason in chunk.rejects)
                     yield chunk
 
-            _pipelined(extracted(), writer.write)
+            if writer.can_prepare:
+                # COPY payloads built here, sent by the worker thread while the next are built.
+                _pipelined((writer.prepare(c) for c in extracted()), writer.send)
+            else:
+                _pipelined(extracted(), writer.write)
             if isinstance(sha256, BackgroundSha256):
                 sha256.start()
             writer.restore_constraints()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, bindparam, text
 
-from matplat.db.bulk import copy_binary, insert_columns
+from matplat.db.bulk import binary_payload, copy_binary, copy_payload, insert_columns
 
 __all__ = ["SOURCE", "TARGET_TABLES", "ChunkWriter", "element_symbols"]
 
@@ -97,6 +97,7 @@ class ChunkWriter:
             is None
         )
         self._deferred: list[tuple[str, str]] = []
+        self._sink: list[tuple[str, list[str], list[bytes]]] | None = None
         self._symbols = np.asarray([s.encode() for s in element_symbols()], dtype="S2")
 
     # -- PostgreSQL: constraints and indexes after the load ---------------------------
@@ -208,9 +209,35 @@ class ChunkWriter:
         write = np.sort(np.asarray(new_idx + upd_idx, dtype=np.int64))
         self._insert_structures(chunk, material_ids[write], write)
 
+    @property
+    def can_prepare(self) -> bool:
+        """Whether chunks can be turned into COPY payloads without the database (PostgreSQL,
+        no material of the source stored: no lookups, no updates), see :meth:`prepare`."""
+        return self.pg and self.none_stored
+
+    def prepare(self, chunk: Any) -> list[tuple[str, list[str], list[bytes]]]:
+        """The chunk's rows as binary COPY payloads ``(table, columns, parts)``; no database
+        access, so one thread can prepare the next chunk while another :meth:`send` s."""
+        assert self.can_prepare
+        self._sink = []
+        try:
+            self.write(chunk)
+            return self._sink
+        finally:
+            self._sink = None
+
+    def send(self, prepared: list[tuple[str, list[str], list[bytes]]]) -> None:
+        for table, names, parts in prepared:
+            copy_payload(self.conn, table, names, parts)
+
     def _put(self, table: str, columns: dict[str, Any]) -> None:
         if self.pg:
-            copy_binary(self.conn, table, columns)
+            if self._sink is not None:
+                parts = binary_payload(columns)
+                if parts:
+                    self._sink.append((table, list(columns), parts))
+            else:
+                copy_binary(self.conn, table, columns)
         else:
             insert_columns(self.conn, table, {k: _plain(v) for k, v in columns.items()})
 
