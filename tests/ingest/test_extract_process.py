@@ -21,8 +21,14 @@ def flat(chunks: list) -> list:
     return out
 
 
-@pytest.mark.parametrize("rule", ["cgnn", "oqmd-api"])
-def test_same_chunks_and_progress(sample_dump: Path, tmp_path: Path, rule: str) -> None:
+@pytest.mark.parametrize(("rule", "start"), [("cgnn", "fork"), ("oqmd-api", "spawn")])
+def test_same_chunks_and_progress(
+    sample_dump: Path, tmp_path: Path, rule: str, start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplat.ingest.extract_process as ep
+
+    if start == "spawn":  # as when this process runs threads: a fresh interpreter
+        monkeypatch.setattr(ep.threading, "active_count", lambda: 2)
     here: list[int] = []
     there: list[int] = []
     want = list(extract_dump(sample_dump, rule, workdir=tmp_path, chunk_size=17, progress=here.append))
@@ -35,8 +41,16 @@ def test_same_chunks_and_progress(sample_dump: Path, tmp_path: Path, rule: str) 
     assert there[-1] == here[-1] == sample_dump.stat().st_size
 
 
-def test_same_error(sample_dump: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_same_error(
+    sample_dump: Path, tmp_path: Path, start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gzip
+
+    import matplat.ingest.extract_process as ep
+
+    if start == "spawn":
+        monkeypatch.setattr(ep.threading, "active_count", lambda: 2)
 
     raw = gzip.decompress(sample_dump.read_bytes())
     cut = tmp_path / "cut.sql"
@@ -49,9 +63,22 @@ def test_same_error(sample_dump: Path, tmp_path: Path) -> None:
 
 
 def test_stopping_early_stops_the_child(sample_dump: Path, tmp_path: Path) -> None:
-    gen = extract_dump_in_process(sample_dump, workdir=tmp_path, chunk_size=5)
-    next(gen)
-    gen.close()  # the consumer gave up (an error of its own, Ctrl-C): no hang, no leftovers
+    """The consumer gives up (an error of its own, Ctrl-C), before or after the first
+    chunk: the child is stopped and reaped at once, no hang."""
+    import os
+
+    for started in (False, True):
+        chunks = extract_dump_in_process(sample_dump, workdir=tmp_path, chunk_size=5)
+        child = chunks._child  # type: ignore[attr-defined]
+        if started:
+            next(chunks)
+        chunks.close()  # type: ignore[attr-defined]
+        assert list(chunks) == []
+        if child.pid is not None:
+            with pytest.raises(ChildProcessError):
+                os.waitpid(child.pid, os.WNOHANG)  # already reaped
+        else:
+            assert child.proc.poll() is not None
 
 
 def test_structure_lookup_by_table_or_by_search(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -117,27 +118,34 @@ def ingest(
             else:
                 hasher = loader.BackgroundSha256(p)
         try:
-            with (
-                tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work,
-                byte_bar(file_size, "ingest") as update,
-            ):
+            with tempfile.TemporaryDirectory(prefix="matplat-ingest-") as work:
                 # A large dump is extracted in a child process (two cores: extraction there,
-                # writes here); a small one here (no process start-up).
+                # writes here), started before the progress bar's thread exists so that it
+                # can be forked; a small dump here (no process start-up).
+                bar: list[Callable[[int], None]] = []
                 extractor = extract_dump
                 if file_size is not None and file_size >= _CHILD_MIN_BYTES:
                     from matplat.ingest.extract_process import extract_dump_in_process
 
                     extractor = extract_dump_in_process
-                chunks = extractor(path, rule, workdir=Path(work), limit=limit, progress=update)
-                summary = loader.load_chunks(
-                    engine,
-                    chunks,
-                    rule=rule,
-                    source_name=Path(path).name if path != "-" else "<stdin>",
-                    file_size=file_size,
-                    sha256=hasher if hasher is not None else sha,
-                    dry_run=dry_run,
+                chunks = extractor(
+                    path,
+                    rule,
+                    workdir=Path(work),
+                    limit=limit,
+                    progress=lambda position: bar[0](position) if bar else None,
                 )
+                with byte_bar(file_size, "ingest") as update:
+                    bar.append(update)
+                    summary = loader.load_chunks(
+                        engine,
+                        chunks,
+                        rule=rule,
+                        source_name=Path(path).name if path != "-" else "<stdin>",
+                        file_size=file_size,
+                        sha256=hasher if hasher is not None else sha,
+                        dry_run=dry_run,
+                    )
         finally:
             if hasher is not None:
                 hasher.cancel()

@@ -7,11 +7,11 @@ sharing them). :func:`extract_dump_in_process` yields exactly the chunks ``extra
 would, and raises the same exceptions (pickled across), so callers cannot tell the two
 apart except by speed.
 
-Protocol: the child, ``python -m matplat.ingest.extract_process ARGS`` (ARGS a pickle in
-hex), writes frames (see :mod:`matplat.ingest.parallel`) to its stdout: ``("progress",
+Protocol: the child (forked, or ``python -m matplat.ingest.extract_process ARGS``, ARGS a
+pickle in hex) writes frames (see :mod:`matplat.ingest.parallel`) to a pipe: ``("progress",
 position)``, ``("chunk", MaterialChunk)``, then ``("done", None)`` or ``("error",
 exception)``. Its stdin is the caller's, so ``-`` (stdin) works. It ignores Ctrl-C (the
-parent handles it and stops the child) and stops when its stdout is closed.
+parent handles it and stops the child) and stops when the pipe is closed.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from matplat.ingest.parallel import read_frame, write_frame
 
@@ -39,7 +40,11 @@ def extract_dump_in_process(
     chunk_size: int = 10_000,
     progress: Callable[[int], Any] | None = None,
 ) -> Iterator[Any]:
-    """:func:`~matplat.ingest.oqmd.extract_dump` in a child process; same chunks, same errors."""
+    """:func:`~matplat.ingest.oqmd.extract_dump` in a child process; same chunks, same errors.
+
+    The child starts now (not at the first ``next``): forked, with everything imported,
+    when this process runs a single thread; else a fresh interpreter.
+    """
     args = {
         "path": str(path),
         "rule": rule,
@@ -47,42 +52,98 @@ def extract_dump_in_process(
         "limit": limit,
         "chunk_size": chunk_size,
     }
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "matplat.ingest.extract_process", pickle.dumps(args).hex()],
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    assert proc.stdout is not None
-    try:
-        while True:
-            frame = read_frame(proc.stdout)
-            if frame is None:
-                raise RuntimeError(
-                    f"the extraction process stopped unexpectedly (exit status {proc.wait()})"
-                )
-            kind, value = frame
-            if kind == "chunk":
-                yield value
-            elif kind == "progress":
-                if progress is not None:
-                    progress(value)
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        proc.stdout.close()
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait()
+    return _Chunks(_Child(args), progress)
 
 
-def _serve(args: dict[str, Any]) -> None:
+class _Child:
+    """The running child: its result stream, and how to stop and reap it."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+        if hasattr(os, "fork") and threading.active_count() == 1:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: never return into the caller's code
+                try:
+                    os.close(r)
+                    _serve(args, os.fdopen(w, "wb"))
+                finally:
+                    os._exit(0)  # no cleanup of the parent's objects (database sockets)
+            os.close(w)
+            self.pid = pid
+            self.out: IO[bytes] = os.fdopen(r, "rb")
+        else:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "matplat.ingest.extract_process", pickle.dumps(args).hex()],
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            assert self.proc.stdout is not None
+            self.out = self.proc.stdout
+
+    def stop(self) -> int:
+        """Close the stream, end the child if it still runs, and return its exit status."""
+        self.out.close()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            return self.proc.wait()
+        assert self.pid is not None
+        done, status = os.waitpid(self.pid, os.WNOHANG)
+        if done == 0:
+            os.kill(self.pid, signal.SIGTERM)
+            _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+
+class _Chunks:
+    """Iterator over the child's chunks. ``close`` stops the child, started or not (an
+    unstarted generator would skip its ``finally``)."""
+
+    def __init__(self, child: _Child, progress: Callable[[int], Any] | None) -> None:
+        self._child = child
+        self._progress = progress
+        self._closed = False
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> Any:
+        if self._closed:
+            raise StopIteration
+        try:
+            while True:
+                frame = read_frame(self._child.out)
+                if frame is None:
+                    raise RuntimeError(
+                        "the extraction process stopped unexpectedly "
+                        f"(exit status {self._child.stop()})"
+                    )
+                kind, value = frame
+                if kind == "chunk":
+                    return value
+                if kind == "progress":
+                    if self._progress is not None:
+                        self._progress(value)
+                elif kind == "error":
+                    raise value
+                else:
+                    raise StopIteration
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._child.stop()
+
+
+def _serve(args: dict[str, Any], out: IO[bytes]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    out = os.fdopen(os.dup(1), "wb")
-    sys.stdout = sys.stderr  # nothing else may write into the protocol stream
     from matplat.ingest.oqmd import extract_dump
 
     last = [-1]
@@ -118,4 +179,6 @@ def _serve(args: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _serve(pickle.loads(bytes.fromhex(sys.argv[1])))
+    _out = os.fdopen(os.dup(1), "wb")
+    sys.stdout = sys.stderr  # nothing else may write into the protocol stream
+    _serve(pickle.loads(bytes.fromhex(sys.argv[1])), _out)
