@@ -144,10 +144,14 @@ class MariaDB:
 
 
 # ------------------------------------------------------------------ measurements
+SETTLE = [0.0]  # seconds to wait before each timed run (--settle)
+
+
 def platform_ingest(label: str, url: str, dump: Path, plain_bytes: int, entries: int,
                     extra: list[str] | None = None) -> dict:
     plat = _platform_cmd()
     up_s, _ = run([*plat, "--db", url, "db", "upgrade"])
+    time.sleep(SETTLE[0])
     load0 = loadavg()
     cmd = [*plat, "--db", url, "ingest", *(extra or []), str(dump)]
     wall, out = run(cmd)
@@ -188,6 +192,7 @@ print(n, time.perf_counter() - t0)
 def extract_only(dump: Path, plain_bytes: int, entries: int, work: Path) -> dict:
     """What `platform ingest` does before any database write: parse and select, in a fresh
     python (the same child process and parse worker as the CLI), chunks discarded."""
+    time.sleep(SETTLE[0])
     load0 = loadavg()
     wall, out = run([sys.executable, "-c", _EXTRACT, str(dump), str(work)])
     n, own = out.split()
@@ -211,6 +216,7 @@ def extract_only(dump: Path, plain_bytes: int, entries: int, work: Path) -> dict
 def mariadb_restore(maria: MariaDB, dump: Path, plain_bytes: int, entries: int) -> dict:
     db = maria.create()
     try:
+        time.sleep(SETTLE[0])
         load0 = loadavg()
         wall, _ = run(["mariadb", *maria.args, db], stdin_path=dump)
         rows = 0
@@ -267,6 +273,9 @@ def main() -> None:
                     help="run the (restore, PostgreSQL ingest) pair this many times")
     ap.add_argument("--dump", type=Path, help="use this existing plain .sql dump "
                     "(its --entries must be given) instead of generating one")
+    ap.add_argument("--settle", type=float, default=5.0,
+                    help="seconds to wait before each timed run (the previous run's database "
+                    "server may still be flushing)")
     ap.add_argument("--skip-mariadb", action="store_true", help="no mariadb restore baseline")
     ap.add_argument("--skip-postgres", action="store_true")
     ap.add_argument("--skip-others", action="store_true",
@@ -277,6 +286,7 @@ def main() -> None:
     ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     ap.add_argument("--mariadb-args", default="-h 127.0.0.1 -P 3306 -u root")
     args = ap.parse_args()
+    SETTLE[0] = args.settle
 
     tmp = None
     if args.out is None:

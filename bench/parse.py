@@ -3,7 +3,8 @@
     python bench/parse.py --entries 20000          # ~150 MB dump, a few minutes
 
 Measures, on one synthetic dump (plain and gzip): skipping every table, reading the five
-OQMD tables (all columns, and only the columns ``extract`` needs), each numeric-heavy table
+OQMD tables (all columns, and only the columns ``extract`` needs; in one process and with
+the parse worker process of :mod:`matplat.ingest.parallel`), each numeric-heavy table
 alone, gzip decompressed in a thread vs inline, ``extract_dump`` end to end, and — in the
 same run — a naive per-character parser (the straightforward state machine) on the same
 atoms/structures statements, as the baseline. "kept MB/s" divides by the bytes of the kept
@@ -144,8 +145,18 @@ def main() -> None:
         "5 OQMD tables, extract's columns (kept MB/s)",
         dt,
         kept_all,
-        f"file {size / dt / 1e6:.0f} MB/s",
+        f"file {size / dt / 1e6:.0f} MB/s; parse worker as iter_dump decides",
     )
+    for par, label in ((False, "one process"), (True, "with the parse worker")):
+        dt, n = timed(
+            lambda par=par: count_rows(plain, set(NEEDED_TABLES), columns=proj, parallel=par)
+        )
+        add(
+            f"5 OQMD tables, extract's columns, {label} (kept MB/s)",
+            dt,
+            kept_all,
+            f"file {size / dt / 1e6:.0f} MB/s",
+        )
     for t in ("atoms", "structures"):
         # Net of the time spent skipping the other tables (at the rate measured above).
         skip = (size - kept[t]) / skip_rate
