@@ -43,7 +43,7 @@ def extract_dump_in_process(
     """:func:`~matplat.ingest.oqmd.extract_dump` in a child process; same chunks, same errors.
 
     The child starts now (not at the first ``next``): forked, with everything imported,
-    when this process runs a single thread; else a fresh interpreter.
+    when this process runs a single thread on Linux; else a fresh interpreter.
     """
     args = {
         "path": str(path),
@@ -61,7 +61,7 @@ class _Child:
     def __init__(self, args: dict[str, Any]) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
-        if hasattr(os, "fork") and threading.active_count() == 1:
+        if sys.platform.startswith("linux") and threading.active_count() == 1:
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:  # the child: never return into the caller's code

@@ -60,9 +60,9 @@ class ParseWorker:
 
     def __init__(self) -> None:
         # Fork when this process runs a single thread (the extraction child reading a plain
-        # file): the child starts at once with everything imported. Otherwise (threads are
-        # not fork-safe) start a fresh interpreter.
-        if hasattr(os, "fork") and threading.active_count() == 1:
+        # file): the child starts at once with everything imported. Otherwise (threads, or
+        # not Linux: macOS frameworks are not fork-safe) start a fresh interpreter.
+        if sys.platform.startswith("linux") and threading.active_count() == 1:
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
             pid = os.fork()
