@@ -99,6 +99,13 @@ class JobView:
     updated_at: datetime | None
     finished_at: datetime | None
 
+    @property
+    def seconds(self) -> float:
+        """Wall time from submission to the end (0 while the job is open)."""
+        if self.finished_at is None or self.created_at is None:
+            return 0.0
+        return (self.finished_at - self.created_at).total_seconds()
+
 
 @dataclass
 class TaskView:
@@ -150,7 +157,7 @@ def _task_view(row: Any, with_state: bool = False) -> TaskView:
         id=int(m["id"]), job_id=int(m["job_id"]), seq=int(m["seq"]), status=m["status"],
         params=m["params"] or {}, total=int(m["total"]), done=int(m["done"]),
         failed=int(m["failed"]), attempts=int(m["attempts"]), worker=m["worker"],
-        error=m["error"], result=m["result"], state=m["state"] if with_state else None)
+        error=m["error"], result=m["result"], state=m.get("state") if with_state else None)
 
 
 _TASK_COLUMNS = [c for c in TASKS.c if c.name != "state"]
@@ -187,21 +194,11 @@ def get_job(engine: Engine, job_id: int) -> JobView:
 
 
 def get_tasks(engine: Engine, job_id: int, *, with_state: bool = False) -> list[TaskView]:
+    """A job's tasks in order (``with_state``: also their checkpoint blobs, which can be large)."""
     cols = list(TASKS.c) if with_state else _TASK_COLUMNS
     with engine.connect() as conn:
         rows = conn.execute(select(*cols).where(TASKS.c.job_id == job_id).order_by(TASKS.c.seq))
-        if with_state:
-            return [_task_view(r, True) for r in rows]
-        return [_task_view(_with_null_state(r)) for r in rows]
-
-
-class _Row:
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
-
-
-def _with_null_state(row: Any) -> _Row:
-    return _Row({**row._mapping, "state": None})
+        return [_task_view(r, with_state) for r in rows]
 
 
 def list_jobs(engine: Engine, limit: int = 20, status: str | None = None) -> list[JobView]:

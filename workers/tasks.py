@@ -9,6 +9,7 @@ failing is recorded as failed on its row, so its job ends and says why.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Task, shared_task
@@ -64,7 +65,7 @@ def run_task(self: Task, task_id: int, job_id: int) -> str:
     from workers import jobs
 
     engine = worker_engine()
-    worker = f"{self.request.hostname}:{__import__('os').getpid()}"
+    worker = f"{self.request.hostname}:{os.getpid()}"
     what, job_id = jobs.execute(engine, task_id, worker=worker, device=worker_device())
     log.info("job %s task %s: %s", job_id, task_id, what)
     if what == "requeue":  # a training member's next slice, from its saved checkpoint
@@ -118,12 +119,11 @@ def enqueue(settings: Any, engine: Engine, job_id: int, *, check: bool = True) -
 def check_broker(app: Any) -> None:
     from matplat.errors import ConfigError
 
-    url = app.conf.broker_url
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5,
                                    timeout=5)
     except Exception as e:  # noqa: BLE001
         shown = app.connection_for_write().as_uri()
-        raise ConfigError(f"cannot reach the broker {shown}: {e}") from e
-    del url
+        raise ConfigError(f"cannot reach the broker {shown}: {e}; check PLATFORM_BROKER_URL "
+                          "(or --broker) and that the broker is running") from e

@@ -71,8 +71,7 @@ def build(app: AppContext, recipe: str, workers: int, limit: int | None, chunk_s
         return
     raise_if_failed(job)
     r = job.result or {}
-    seconds = max((job.finished_at - job.created_at).total_seconds(), 1e-9) \
-        if job.finished_at and job.created_at else 0.0
+    seconds = job.seconds
     rate = (r.get("built", 0) + r.get("failed", 0)) / seconds if seconds else 0.0
     click.echo(
         f"recipe {r.get('recipe', recipe)}: built {r.get('built', 0)}, failed "

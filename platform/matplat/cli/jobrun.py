@@ -80,7 +80,7 @@ def run_job(
 
     from workers.tasks import enqueue
 
-    sent = enqueue(app.settings, engine, job_id)
+    sent = enqueue(app.settings, engine, job_id, check=False)  # checked before planning
     job = jobs.get_job(engine, job_id)
     if no_wait:
         click.echo(
@@ -137,6 +137,9 @@ def raise_if_failed(job: Any) -> None:
     if job is None:
         return
     if job.status == "failed":
-        raise PlatformError(f"job {job.id} failed: {job.error}")
+        raise PlatformError(
+            f"job {job.id} failed: {job.error} (details: `platform jobs show {job.id}`; "
+            "run the command again to retry what did not finish)"
+        )
     if job.status == "cancelled":
         raise PlatformError(f"job {job.id} was cancelled; rerun the command to finish the work")

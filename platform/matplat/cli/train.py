@@ -217,8 +217,7 @@ def predict(
         return
     raise_if_failed(job)
     r = job.result or {}
-    seconds = (job.finished_at - job.created_at).total_seconds() \
-        if job.finished_at and job.created_at else 0.0
+    seconds = job.seconds
     s = PredictSummary(tag=plan.tag, targets=plan.targets, selected=len(plan.selected),
                        already=len(plan.selected) - len(plan.todo),
                        predicted=int(r.get("predicted", 0)),
