@@ -64,6 +64,7 @@ def cli(
 def _register() -> None:
     from matplat.cli import (
         db,
+        discover,
         export,
         graphs,
         ingest,
@@ -87,6 +88,7 @@ def _register() -> None:
     cli.add_command(export.export)
     cli.add_command(jobs.jobs)
     cli.add_command(jobs.worker)
+    cli.add_command(discover.discover)
 
 
 _register()

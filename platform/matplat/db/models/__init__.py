@@ -1,5 +1,6 @@
 """All models, imported here so that ``Base.metadata`` knows every table."""
 
+from matplat.db.models.discovery import CandidateLineage, DiscoveryRun
 from matplat.db.models.graphs import CrystalGraph, GraphRecipe
 from matplat.db.models.ingest import IngestRun
 from matplat.db.models.jobs import Job, JobTask
@@ -15,9 +16,11 @@ from matplat.db.models.mlmodels import (
 )
 
 __all__ = [
+    "CandidateLineage",
     "CrystalGraph",
     "DatasetSplit",
     "DftProperty",
+    "DiscoveryRun",
     "GraphRecipe",
     "IngestRun",
     "Job",
@@ -51,4 +54,6 @@ PUBLIC_TABLES = (
     "predictions",
     "model_metrics",
     "jobs",
+    "discovery_runs",
+    "candidates",
 )
