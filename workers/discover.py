@@ -136,13 +136,15 @@ def default_run_name(targets: Sequence[Any], tag: str) -> str:
 # Parents and their type keys
 
 
-def type_key(prototype: str | None, spacegroup: int | None, reduced: Sequence[int]) -> str:
-    """Structure-type key: the prototype name, else anonymous formula and space group."""
+def type_key(prototype: str | None, spacegroup: int | None, reduced: Sequence[int],
+             natoms: int) -> str:
+    """Structure-type key: the prototype name, else anonymous formula, space group and atoms
+    per cell (cheap; two different structures can share it, e.g. two P1 cells)."""
     if prototype:
         return prototype
     anon = "".join(f"{chr(65 + i)}{n if n != 1 else ''}"
                    for i, n in enumerate(sorted(reduced)))
-    return f"{anon}:{spacegroup if spacegroup is not None else '?'}"
+    return f"{anon}:{spacegroup if spacegroup is not None else '?'}:{natoms}"
 
 
 def load_parents(engine: Engine, ks: set[int], max_atoms: int):  # type: ignore[no-untyped-def]
@@ -169,7 +171,7 @@ def load_parents(engine: Engine, ks: set[int], max_atoms: int):  # type: ignore[
         counts = [c for _, c in pairs]
         g = math.gcd(*counts)
         parents.append(Parent(mid, tuple(z for z, _ in pairs), tuple(counts),
-                              type_key(proto, sg, [c // g for c in counts])))
+                              type_key(proto, sg, [c // g for c in counts], sum(counts))))
     return parents
 
 
@@ -192,7 +194,7 @@ def _existing_keys(engine: Engine, formulas: set[str], source: str) -> set[tuple
                 per.setdefault(int(mid), (f, proto, sg, []))[3].append(int(count))
     for f, proto, sg, counts in per.values():
         g = math.gcd(*counts)
-        out.add((f, type_key(proto, sg, [c // g for c in counts])))
+        out.add((f, type_key(proto, sg, [c // g for c in counts], sum(counts))))
     return out
 
 
@@ -422,10 +424,11 @@ def run_candidates(engine: Engine, *, run_id: int, run: str, mv_id: int,
         else:
             vpa = math.nan  # nothing predicts the volume: the parent's cell is kept
         reduced = [c // math.gcd(*counts.tolist()) for c in counts.tolist()]
+        key = type_key(proto, sg, reduced, len(zn))
         preds = {t: (float(mean[row, k]), float(std[row, k]) if len(models) > 1 else None)
                  for t, k in col.items()}
         stored.append(StoredCandidate(
-            source_id=source_id(formula, type_key(proto, sg, reduced)), formula=formula,
+            source_id=source_id(formula, key), formula=formula,
             composition=cell, spacegroup=sg, prototype=proto,
             lattice=scale_lattice(lat, len(zn), vpa), frac_coords=np.array(frac),
             atomic_numbers=zn, parent_material_id=pid, species_map=smap, probability=prob,

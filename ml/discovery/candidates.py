@@ -21,6 +21,7 @@ prototype never yield the same compound twice.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -111,15 +112,18 @@ def _species_maps(table: SubstitutionTable, elements: tuple[int, ...]
 
 def _parent_species(table: SubstitutionTable, parent: Parent) -> NDArray[np.int64] | None:
     """Table rows of the parent's species (its guessed oxidation states), or ``None``."""
-    key = reduced_key(parent.z, parent.counts)
+    return _species_rows(table, reduced_key(parent.z, parent.counts))
+
+
+@functools.lru_cache(maxsize=65536)
+def _species_rows(table: SubstitutionTable, key: Composition) -> NDArray[np.int64] | None:
     guess = oxidation_guess(key)
     if guess is None:
         return None
-    states = dict(zip((z for z, _ in key), guess, strict=True))
-    rows = [table.lookup(z, states[z]) for z in parent.z]
+    rows = [table.lookup(z, state) for (z, _), state in zip(key, guess, strict=True)]
     if min(rows) < 0:
         return None
-    return np.array(rows, dtype=np.int64)
+    return np.array(rows, dtype=np.int64)  # in ascending Z, the order of Parent.z
 
 
 def _best_per_perm(logp: NDArray[np.float64], perm: NDArray[np.int64], n_perms: int
@@ -170,15 +174,20 @@ def _score_elements(table: SubstitutionTable, perms: NDArray[np.int64], z: NDArr
     return logp
 
 
-def _species_map(table: SubstitutionTable, parent: Parent, old: Sequence[int] | None,
-                 new: Sequence[int] | None, new_z: Sequence[int]) -> str:
+@functools.lru_cache(maxsize=1)
+def _symbols() -> tuple[str, ...]:
     from pymatgen.core.periodic_table import Element
 
+    return ("",) + tuple(Element.from_Z(z).symbol for z in range(1, 119))
+
+
+def _species_map(table: SubstitutionTable, parent: Parent, old: Sequence[int] | None,
+                 new: Sequence[int] | None, new_z: Sequence[int]) -> str:
     if old is not None and new is not None:
         pairs = {table.species[o]: table.species[n] for o, n in zip(old, new, strict=True)}
     else:
-        pairs = {Element.from_Z(a).symbol: Element.from_Z(b).symbol
-                 for a, b in zip(parent.z, new_z, strict=True)}
+        sym = _symbols()
+        pairs = {sym[a]: sym[b] for a, b in zip(parent.z, new_z, strict=True)}
     return json.dumps(pairs, separators=(",", ":"))
 
 

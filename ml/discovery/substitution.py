@@ -14,7 +14,8 @@ here once per process from the same ``lambda.json`` that pymatgen ships (a test 
 entry against ``SubstitutionProbability.cond_prob``).
 
 Parents' oxidation states are guessed with ``Composition.oxi_state_guesses`` (its most likely
-guess, cached per reduced composition: ~0.3 ms to 250 ms each). A parent whose guess is not
+guess, cached per reduced composition: under 1 ms for most; formulas of more than
+``MAX_GUESS_ATOMS`` atoms are not guessed). A parent whose guess is not
 a set of whole-number species of the table (intermetallics, mixed valence) is scored with
 element-level probabilities instead: the largest P(s | t) over the oxidation states of the
 two elements, and its charge balance cannot be checked.
@@ -41,7 +42,7 @@ _SPECIES_RE = re.compile(r"^([A-Z][a-z]?)(\d*)([+-])$")
 N_Z = 119  # element table rows, Z = 0..118 (row 0 unused)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SubstitutionTable:
     """The substitution table as arrays.
 
@@ -129,13 +130,22 @@ def substitution_table() -> SubstitutionTable:
     return SubstitutionTable(species, z, oxidation, cond, element_cond, index)
 
 
+#: Reduced formulas with more atoms are not guessed: pymatgen's enumeration grows with the
+#: amounts (5 s for W20Gd19, 1.9 s for a 37-atom ternary, under 1 ms for most formulas up to
+#: 20 atoms; bench/discover.py) and such formulas are rarely simple ionic compounds.
+MAX_GUESS_ATOMS = 20
+
+
 @functools.lru_cache(maxsize=65536)
 def oxidation_guess(reduced: tuple[tuple[int, int], ...]) -> tuple[int, ...] | None:
     """The most likely oxidation state of each element of a reduced composition.
 
     ``reduced``: ``(Z, amount)`` pairs. Returns the states in the order given, or ``None``
-    when pymatgen finds no charge-balanced guess or a state is not a whole number.
+    when pymatgen finds no charge-balanced guess, a state is not a whole number, or the
+    formula has more than :data:`MAX_GUESS_ATOMS` atoms.
     """
+    if sum(n for _, n in reduced) > MAX_GUESS_ATOMS:
+        return None
     from pymatgen.core import Composition
     from pymatgen.core.periodic_table import Element
 
