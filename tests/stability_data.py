@@ -1,0 +1,43 @@
+"""Constructed hull test data: many systems of 1-6 elements with the awkward cases named."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.stability.systems import Entries
+
+# Elements: Li 3, O 8, Na 11, Mg 12, Al 13, Si 14, Fe 26, Ni 28, Cu 29, Zn 30
+CASES = {
+    # Collinear: O-Mg with MgO, Mg3O... on one line through Mg and MgO; and a point above.
+    "collinear": [({12: 1, 8: 1}, -1.0), ({12: 3, 8: 1}, -0.5), ({12: 1, 8: 3}, -0.5),
+                  ({12: 2, 8: 1}, -0.6666666666666666), ({12: 5, 8: 3}, -0.5)],
+    # No stable compound: every Cu-Zn entry at or above 0.
+    "none_stable": [({29: 1, 30: 1}, 0.05), ({29: 3, 30: 1}, 0.0), ({29: 1, 30: 2}, 0.3)],
+    # Polymorphs and exact duplicates of Fe2O3, an elemental polymorph above its reference,
+    # and an elemental entry below 0 (a real reference that moves the hull).
+    "polymorphs": [({26: 2, 8: 3}, -1.7), ({26: 2, 8: 3}, -1.6), ({26: 4, 8: 6}, -1.7),
+                   ({26: 1}, 0.12), ({26: 1}, 0.0), ({8: 1}, -0.02), ({26: 1, 8: 1}, -1.3),
+                   ({26: 3, 8: 4}, -1.65)],
+}
+
+
+def random_entries(seed: int = 0, n: int = 400) -> tuple[Entries, list[tuple[dict[int, float], float]]]:
+    """Random entries over a few overlapping systems up to 6 elements, plus the CASES and
+    some entries without an energy (NaN)."""
+    rng = np.random.default_rng(seed)
+    pools = [(3, 8, 26), (3, 8, 26, 28), (11, 13, 14, 8, 12), (11, 13, 14, 8, 12, 26),
+             (28, 29), (3, 14)]
+    rows: list[tuple[dict[int, float], float]] = []
+    for _ in range(n):
+        pool = pools[rng.integers(len(pools))]
+        k = int(rng.integers(1, len(pool) + 1))
+        els = rng.choice(pool, size=k, replace=False)
+        comp = {int(e): float(rng.integers(1, 7)) for e in els}
+        e = float(rng.normal(-0.6, 0.5)) * (k > 1) + (abs(rng.normal(0, 0.05)) if k == 1 else 0)
+        rows.append((comp, e))
+    for case in CASES.values():
+        rows.extend(case)
+    rows.append(({3: 1, 8: 2}, float("nan")))
+    rows.append(({3: 2, 8: 1, 26: 1}, float("nan")))
+    labels = np.arange(1, len(rows) + 1)
+    return Entries.from_dicts(labels, [r[0] for r in rows], [r[1] for r in rows]), rows
