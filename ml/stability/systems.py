@@ -167,12 +167,11 @@ def hull_all(entries: Entries, *, targets: Iterable[int] | None = None,
     in_targets = np.zeros(len(index.systems), dtype=bool)
     in_targets[target_list] = True
     mask_t = in_targets[index.system_of]
-    no_e = int((mask_t & ~np.isfinite(entries.energies)).sum())
-    if no_e:
-        left_out["no formation energy"] = no_e
-    no_atoms = int((mask_t & np.isfinite(entries.energies) & (natoms <= 0)).sum())
-    if no_atoms:
-        left_out["no atoms"] = no_atoms
+    empty = natoms <= 0
+    for reason, sel in (("no elements", mask_t & empty),
+                        ("no formation energy", mask_t & ~empty & ~np.isfinite(entries.energies))):
+        if sel.any():
+            left_out[reason] = int(sel.sum())
     sysidx = {s: i for i, s in enumerate(index.systems)}
     eah = np.full(n, np.nan)
     d_entry: list[NDArray[np.int64]] = []
@@ -183,12 +182,12 @@ def hull_all(entries: Entries, *, targets: Iterable[int] | None = None,
     col = np.full(129, -1, dtype=np.int64)
     for done, (owner, served) in enumerate(plan.items()):
         elements = np.asarray(index.systems[owner], dtype=np.int64)
-        pool = np.concatenate([index.members[j] for j in subsystems(index.systems, sysidx,
-                                                                     index.systems[owner])])
+        subs = subsystems(index.systems, sysidx, index.systems[owner])
+        pool = np.concatenate([index.members[j] for j in subs]) if subs else np.zeros(0, int)
         pool = pool[ok[pool]]
         want = np.concatenate([index.members[j] for j in served])
         want = want[ok[want]]
-        if len(want):
+        if len(want) and len(elements):
             col[elements] = np.arange(len(elements))
             fr_pool = _dense(entries, pool, col, len(elements), natoms)
             hull = build_hull(elements, fr_pool, entries.energies[pool], entries.labels[pool],
@@ -225,4 +224,54 @@ def _dense(entries: Entries, rows: NDArray[np.int64], col: NDArray[np.int64], k:
     out = np.zeros((len(rows), k))
     np.add.at(out, (r, col[entries.z[flat]]), entries.amount[flat])
     out /= natoms[rows][:, None]
+    return out
+
+
+def distances_to_hulls(reference: Entries, query: Entries,
+                       index: SystemIndex | None = None) -> NDArray[np.float64]:
+    """Distances of new points (``query``: compositions and energies, e.g. predicted formation
+    energies of candidates) to the hulls of ``reference``: for each query system, the hull of
+    every reference entry of its subsystems, elements at 0 eV/atom. Not clipped: a point below
+    the known hull gets a negative distance. NaN where the query energy is not finite or the
+    query has no composition.
+
+    Args:
+        reference: the data the hulls are built from (non-finite energies are left out).
+        query: the points to place; labels are ignored.
+        index: ``SystemIndex.build(reference)`` when the caller has it already.
+
+    Returns:
+        (len(query.labels),) distances in eV/atom.
+    """
+    index = index or SystemIndex.build(reference)
+    sysidx = {s: i for i, s in enumerate(index.systems)}
+    ok = np.isfinite(reference.energies)
+    natoms_ref = np.add.reduceat(reference.amount, reference.indptr[:-1]) if len(
+        reference.labels) else np.zeros(0)
+    if len(reference.labels):
+        natoms_ref[np.diff(reference.indptr) == 0] = 0.0
+    ok &= natoms_ref > 0
+    qindex = SystemIndex.build(query)
+    nq = len(query.labels)
+    natoms_q = np.add.reduceat(query.amount, query.indptr[:-1]) if nq else np.zeros(0)
+    if nq:
+        natoms_q[np.diff(query.indptr) == 0] = 0.0
+    out = np.full(nq, np.nan)
+    col = np.full(129, -1, dtype=np.int64)
+    for q, system in enumerate(qindex.systems):
+        rows = qindex.members[q]
+        rows = rows[np.isfinite(query.energies[rows]) & (natoms_q[rows] > 0)]
+        if not len(rows) or not system:
+            continue
+        elements = np.asarray(system, dtype=np.int64)
+        subs = subsystems(index.systems, sysidx, system)
+        pool = np.concatenate([index.members[j] for j in subs]) if subs else np.zeros(0, int)
+        pool = pool[ok[pool]]
+        col[elements] = np.arange(len(elements))
+        hull = build_hull(elements, _dense(reference, pool, col, len(elements), natoms_ref),
+                          reference.energies[pool], np.arange(len(pool)))
+        res = evaluate(hull, _dense(query, rows, col, len(elements), natoms_q),
+                       query.energies[rows])
+        col[elements] = -1
+        out[rows] = res.e_above_hull
     return out

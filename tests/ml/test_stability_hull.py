@@ -149,3 +149,26 @@ def test_one_element_and_missing_elements() -> None:
     # Fe: -0.05 (below the 0 reference) is stable, 0.1 is 0.15 above it; Li2O with neither
     # element in the data is judged against both references at 0.
     np.testing.assert_allclose(res.e_above_hull, [0.15, 0.0, 0.0], atol=1e-12)
+
+
+def test_distances_of_new_points() -> None:
+    """New compositions (some in systems absent from the data) against the known hulls."""
+    entries, rows = random_entries(2, n=200)
+    query = Entries.from_dicts([0, 0, 0, 0], [{3: 1, 8: 1}, {26: 1, 8: 1, 3: 1}, {79: 1, 8: 1},
+                                               {3: 2, 8: 1}], [-3.0, 0.4, -0.2, float("nan")])
+    from ml.stability.systems import distances_to_hulls
+
+    d = distances_to_hulls(entries, query)
+    for i, (comp, e) in enumerate([({3: 1, 8: 1}, -3.0), ({26: 1, 8: 1, 3: 1}, 0.4),
+                                    ({79: 1, 8: 1}, -0.2)]):
+        system = set(comp)
+        members = [PDEntry(Composition({Element.from_Z(z): c for z, c in cc.items()}),
+                           en * sum(cc.values())) for cc, en in rows
+                   if set(cc) <= system and np.isfinite(en)]
+        refs = [PDEntry(Composition(Element.from_Z(z).symbol), 0.0) for z in system]
+        pd = PhaseDiagram(members + refs)
+        new = PDEntry(Composition({Element.from_Z(z): c for z, c in comp.items()}),
+                      e * sum(comp.values()))
+        _, ref = pd.get_decomp_and_e_above_hull(new, allow_negative=True)
+        assert d[i] == pytest.approx(ref, abs=1e-6)
+    assert d[0] < 0 and np.isnan(d[3])

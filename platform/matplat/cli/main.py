@@ -66,6 +66,7 @@ def _register() -> None:
         db,
         export,
         graphs,
+        hull,
         ingest,
         jobs,
         models,
@@ -81,6 +82,7 @@ def _register() -> None:
     cli.add_command(ingest.ingest)
     cli.add_command(sample.sample)
     cli.add_command(graphs.graphs)
+    cli.add_command(hull.hull)
     cli.add_command(models.models)
     cli.add_command(train.train)
     cli.add_command(train.predict)
