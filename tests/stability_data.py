@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition, Element
 
 from ml.stability.systems import Entries
 
@@ -41,3 +43,27 @@ def random_entries(seed: int = 0, n: int = 400) -> tuple[Entries, list[tuple[dic
     rows.append(({3: 2, 8: 1, 26: 1}, float("nan")))
     labels = np.arange(1, len(rows) + 1)
     return Entries.from_dicts(labels, [r[0] for r in rows], [r[1] for r in rows]), rows
+
+
+def pymatgen_reference(rows: list[tuple[dict[int, float], float]]):
+    """Per entry with an energy: (e_above_hull, {label: amount}) from a PhaseDiagram of its
+    own chemical system (all entries of its subsystems, elements at 0 eV/atom)."""
+    comps = [Composition({Element.from_Z(z): c for z, c in comp.items()}) for comp, _ in rows]
+    systems = [frozenset(comp) for comp, _ in rows]
+    out = {}
+    diagrams: dict[frozenset, tuple[PhaseDiagram, list[PDEntry]]] = {}
+    for i, (_comp, e) in enumerate(rows):
+        if not np.isfinite(e):
+            continue
+        s = systems[i]
+        if s not in diagrams:
+            members = [j for j in range(len(rows)) if systems[j] <= s and np.isfinite(rows[j][1])]
+            entries = [PDEntry(comps[j], rows[j][1] * comps[j].num_atoms, name=str(j + 1))
+                       for j in members]
+            refs = [PDEntry(Composition(Element.from_Z(z).symbol), 0.0, name=f"-{z}") for z in s]
+            diagrams[s] = (PhaseDiagram(entries + refs), entries)
+        pd, entries = diagrams[s]
+        entry = next(x for x in entries if x.name == str(i + 1))
+        decomp, ehull = pd.get_decomp_and_e_above_hull(entry)
+        out[i + 1] = (ehull, {int(k.name): float(v) for k, v in decomp.items()})
+    return out

@@ -6,34 +6,10 @@ import numpy as np
 import pytest
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
-from stability_data import random_entries
+from stability_data import pymatgen_reference, random_entries
 
 from ml.stability.hull import build_hull, evaluate, lp_hull_energy
 from ml.stability.systems import Entries, SystemIndex, hull_all
-
-
-def _pymatgen_reference(rows: list[tuple[dict[int, float], float]]):
-    """Per entry with an energy: (e_above_hull, {label: amount}) from a PhaseDiagram of its
-    own chemical system (all entries of its subsystems, elements at 0 eV/atom)."""
-    comps = [Composition({Element.from_Z(z): c for z, c in comp.items()}) for comp, _ in rows]
-    systems = [frozenset(comp) for comp, _ in rows]
-    out = {}
-    diagrams: dict[frozenset, tuple[PhaseDiagram, list[PDEntry]]] = {}
-    for i, (_comp, e) in enumerate(rows):
-        if not np.isfinite(e):
-            continue
-        s = systems[i]
-        if s not in diagrams:
-            members = [j for j in range(len(rows)) if systems[j] <= s and np.isfinite(rows[j][1])]
-            entries = [PDEntry(comps[j], rows[j][1] * comps[j].num_atoms, name=str(j + 1))
-                       for j in members]
-            refs = [PDEntry(Composition(Element.from_Z(z).symbol), 0.0, name=f"-{z}") for z in s]
-            diagrams[s] = (PhaseDiagram(entries + refs), entries)
-        pd, entries = diagrams[s]
-        entry = next(x for x in entries if x.name == str(i + 1))
-        decomp, ehull = pd.get_decomp_and_e_above_hull(entry)
-        out[i + 1] = (ehull, {int(k.name): float(v) for k, v in decomp.items()})
-    return out
 
 
 def _decomposition(res, label: int) -> dict[int, float]:
@@ -65,7 +41,7 @@ def _valid(rows, label: int, decomp: dict[int, float], ehull: float) -> bool:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_equals_pymatgen(seed: int) -> None:
     entries, rows = random_entries(seed)
-    ref = _pymatgen_reference(rows)
+    ref = pymatgen_reference(rows)
     res = hull_all(entries)
     assert res.left_out == {"no formation energy": 2}
     assert max(len(c) for c, _ in rows) == 6
