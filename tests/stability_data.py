@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
+from sqlalchemy import insert, text
 
+from matplat.db.models import DftProperty, Material, MaterialElement
 from ml.stability.systems import Entries
 
 # Elements: Li 3, O 8, Na 11, Mg 12, Al 13, Si 14, Fe 26, Ni 28, Cu 29, Zn 30
@@ -67,3 +69,47 @@ def pymatgen_reference(rows: list[tuple[dict[int, float], float]]):
         decomp, ehull = pd.get_decomp_and_e_above_hull(entry)
         out[i + 1] = (ehull, {int(k.name): float(v) for k, v in decomp.items()})
     return out
+
+
+# Database helpers (hull builds on hand-made materials)
+
+
+def insert_rows(engine, rows, first_id: int = 1, source: str = "oqmd") -> list[int]:  # type: ignore[no-untyped-def]
+    """Materials with elements and a formation energy (NaN: no DFT row value)."""
+    mats, els, dft = [], [], []
+    ids = []
+    for i, (comp, e) in enumerate(rows):
+        mid = first_id + i
+        ids.append(mid)
+        c = Composition({Element.from_Z(z): n for z, n in comp.items()})
+        mats.append({"id": mid, "source": source, "source_id": f"{source}-{mid}",
+                     "formula": c.reduced_formula, "composition": c.formula,
+                     "natoms": int(c.num_atoms), "content_hash": f"{mid:064x}"})
+        els += [{"material_id": mid, "element": Element.from_Z(z).symbol, "count": int(n)}
+                for z, n in comp.items()]
+        dft.append({"material_id": mid, "selection_rule": "cgnn",
+                    "formation_energy": None if not np.isfinite(e) else float(e)})
+    with engine.begin() as conn:
+        conn.execute(insert(Material), mats)
+        conn.execute(insert(MaterialElement), els)
+        conn.execute(insert(DftProperty), dft)
+    return ids
+
+
+def build(engine, **kw):  # type: ignore[no-untyped-def]
+    from workers.hull import submit_build
+    from workers.jobs import run_inprocess
+
+    plan, job_id = submit_build(engine, **kw)
+    if job_id is None:
+        return plan, None
+    job = run_inprocess(engine, job_id)
+    assert job.status == "succeeded", job.error
+    return plan, job
+
+
+def hull_rows(engine) -> dict[int, tuple]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return {r[0]: tuple(r[1:]) for r in conn.execute(text(
+            "SELECT material_id, e_above_hull, is_stable, chemical_system, hull_build_id "
+            "FROM material_hulls"))}

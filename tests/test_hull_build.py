@@ -6,52 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from pymatgen.core import Composition, Element
-from sqlalchemy import insert, text, update
-from stability_data import pymatgen_reference, random_entries
+from pymatgen.core import Element
+from sqlalchemy import text, update
+from stability_data import build, hull_rows, insert_rows, pymatgen_reference, random_entries
 
 from matplat.cli.main import cli
-from matplat.db.models import DftProperty, Material, MaterialElement
-from workers.hull import submit_build
-from workers.jobs import run_inprocess
-
-
-def insert_rows(engine, rows, first_id: int = 1, source: str = "oqmd") -> list[int]:
-    """Materials with elements and a formation energy (NaN: no DFT row value)."""
-    mats, els, dft = [], [], []
-    ids = []
-    for i, (comp, e) in enumerate(rows):
-        mid = first_id + i
-        ids.append(mid)
-        c = Composition({Element.from_Z(z): n for z, n in comp.items()})
-        mats.append({"id": mid, "source": source, "source_id": f"{source}-{mid}",
-                     "formula": c.reduced_formula, "composition": c.formula,
-                     "natoms": int(c.num_atoms), "content_hash": f"{mid:064x}"})
-        els += [{"material_id": mid, "element": Element.from_Z(z).symbol, "count": int(n)}
-                for z, n in comp.items()]
-        dft.append({"material_id": mid, "selection_rule": "cgnn",
-                    "formation_energy": None if not np.isfinite(e) else float(e)})
-    with engine.begin() as conn:
-        conn.execute(insert(Material), mats)
-        conn.execute(insert(MaterialElement), els)
-        conn.execute(insert(DftProperty), dft)
-    return ids
-
-
-def build(engine, **kw):
-    plan, job_id = submit_build(engine, **kw)
-    if job_id is None:
-        return plan, None
-    job = run_inprocess(engine, job_id)
-    assert job.status == "succeeded", job.error
-    return plan, job
-
-
-def hull_rows(engine) -> dict[int, tuple]:
-    with engine.connect() as conn:
-        return {r[0]: tuple(r[1:]) for r in conn.execute(text(
-            "SELECT material_id, e_above_hull, is_stable, chemical_system, hull_build_id "
-            "FROM material_hulls"))}
+from matplat.db.models import DftProperty
 
 
 def test_build_equals_pymatgen(db) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, bindparam, text
 
 from ml.graphs.elements import SYMBOLS
 from ml.stability.systems import Entries, SystemIndex, system_name
@@ -64,18 +64,31 @@ def load_source(engine: Engine, source: str) -> SourceData:
     """Every material of ``source`` with its composition and DFT formation energy (NaN when
     missing); materials without elements get an empty composition (left out)."""
     with engine.connect() as conn:
-        mats = conn.execute(text(
-            "SELECT m.id, m.formula, d.formation_energy FROM materials m "
-            "LEFT JOIN dft_properties d ON d.material_id = m.id WHERE m.source = :s "
-            "ORDER BY m.id"), {"s": source}).all()
-        els = conn.execute(text(
-            "SELECT e.material_id, e.element, e.count FROM material_elements e "
-            "JOIN materials m ON m.id = e.material_id WHERE m.source = :s "
-            "ORDER BY e.material_id, e.element"), {"s": source}).all()
+        return read_source(conn, source)
+
+
+def read_source(conn: Connection, source: str) -> SourceData:
+    """:func:`load_source` on an open connection (inside the caller's transaction)."""
+    mats = conn.execute(text(
+        "SELECT m.id, m.formula, d.formation_energy FROM materials m "
+        "LEFT JOIN dft_properties d ON d.material_id = m.id WHERE m.source = :s "
+        "ORDER BY m.id"), {"s": source}).all()
+    els = conn.execute(text(
+        "SELECT e.material_id, e.element, e.count FROM material_elements e "
+        "JOIN materials m ON m.id = e.material_id WHERE m.source = :s "
+        "ORDER BY e.material_id, e.element"), {"s": source}).all()
     ids = np.fromiter((r[0] for r in mats), dtype=np.int64, count=len(mats))
     formulas = np.array([r[1] for r in mats], dtype=object)
     fe = np.fromiter((np.nan if r[2] is None else r[2] for r in mats), dtype=np.float64,
                      count=len(mats))
+    entries = _entries(ids, fe, els)
+    index = SystemIndex.build(entries)
+    names = [system_name(s) for s in index.systems]
+    return SourceData(source, entries, formulas, index, names, signatures(entries, index))
+
+
+def _entries(ids: np.ndarray, energies: np.ndarray, els: list) -> Entries:
+    """CSR entries from (material_id, element, count) rows sorted by material id."""
     e_mid = np.fromiter((r[0] for r in els), dtype=np.int64, count=len(els))
     sym, inv = np.unique(np.array([r[1] for r in els], dtype=object), return_inverse=True)
     z_of_sym = np.array([Z_OF.get(s, 0) for s in sym], dtype=np.int64)
@@ -87,10 +100,21 @@ def load_source(engine: Engine, source: str) -> SourceData:
     indptr = np.zeros(len(ids) + 1, dtype=np.int64)
     np.add.at(indptr, pos + 1, 1)
     indptr = np.cumsum(indptr)
-    entries = Entries(ids, fe, indptr, z, amount)
-    index = SystemIndex.build(entries)
-    names = [system_name(s) for s in index.systems]
-    return SourceData(source, entries, formulas, index, names, signatures(entries, index))
+    return Entries(ids, energies, indptr, z, amount)
+
+
+def read_entries(conn: Connection, material_ids: np.ndarray, energies: np.ndarray) -> Entries:
+    """Entries of given materials (ascending ids) with caller-supplied energies (e.g. the
+    predicted formation energies of materials that have no DFT hull distance)."""
+    rows: list = []
+    ids = [int(m) for m in material_ids]
+    for i in range(0, len(ids), 2000):
+        rows += conn.execute(text(
+            "SELECT material_id, element, count FROM material_elements WHERE material_id IN :ids "
+            "ORDER BY material_id, element").bindparams(bindparam("ids", expanding=True)),
+            {"ids": ids[i:i + 2000]}).all()
+    return _entries(np.asarray(material_ids, dtype=np.int64),
+                    np.asarray(energies, dtype=np.float64), rows)
 
 
 _CACHE: dict[tuple[str, int], SourceData] = {}
