@@ -13,23 +13,35 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.stability import (
+    HullBuild,
+    HullDecomposition,
+    HullSystem,
+    MaterialHull,
+    StabilityMetric,
+)
 
 __all__ = [
     "CrystalGraph",
     "DatasetSplit",
     "DftProperty",
     "GraphRecipe",
+    "HullBuild",
+    "HullDecomposition",
+    "HullSystem",
     "IngestRun",
     "Job",
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialHull",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
     "Prediction",
     "Site",
     "SplitMember",
+    "StabilityMetric",
     "Structure",
     "TrainingRun",
 ]
@@ -51,4 +63,7 @@ PUBLIC_TABLES = (
     "predictions",
     "model_metrics",
     "jobs",
+    "hull_builds",
+    "material_hulls",
+    "hull_decompositions",
 )
