@@ -37,7 +37,8 @@ def ok(url: str, *args: str) -> str:
 @pytest.fixture(scope="module", params=ENGINES)
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             sample_dump: Path) -> Iterator[TestDatabase]:
-    """Ingested sample dump with graphs, model v3 (four targets) and bg (band gap only)."""
+    """Ingested sample dump with graphs, model v3 (four targets) and bg (band gap only), and
+    its hulls; ``db.before_hulls`` is what discover said before any hull was built."""
     db = create_database(request.param, tmp_path_factory.mktemp(f"discover-{request.param}"))
     try:
         ok(db.url, "db", "upgrade")
@@ -46,6 +47,10 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         ok(db.url, "train", "--model-tag", "v3", "--epochs", "3", "--batch-size", "32")
         ok(db.url, "train", "--model-tag", "bg", "--targets", "band_gap", "--epochs", "1",
            "--batch-size", "64")
+        before = counts(db)
+        db.before_hulls = (run(db.url, "discover", "--model-tag", "v3", "--elements", "Fe,O"),
+                           before == counts(db))  # type: ignore[attr-defined]
+        ok(db.url, "hull", "build")
         yield db
     finally:
         dispose_engines()
@@ -105,7 +110,8 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
         pred = {p: v for p, v in rows(trained, "SELECT property, value FROM predictions "
                                       "WHERE material_id = :m AND model_version_id = :v",
                                       m=c.material_id, v=mv.id)}
-        assert set(pred) == set(targets)
+        assert set(pred) == {*targets, "e_above_hull"}
+        assert pred["e_above_hull"] == pytest.approx(c.e_above_hull)
         values, n = np.unique(z, return_counts=True)
         formula, _cell, v_atoms = formulas.get(tuple(zip(values.tolist(), n.tolist(),
                                                          strict=True)))
@@ -144,7 +150,7 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
             e = structures[c.material_id][3]["formation_energy"]
             _, want = pd_.get_decomp_and_e_above_hull(PDEntry(comp, e * comp.num_atoms),
                                                       allow_negative=True, check_stable=False)
-            assert c.e_above_hull == pytest.approx(want, abs=1e-9)
+            assert c.e_above_hull == pytest.approx(want, abs=1e-6)
     # the ranking view: ranks 1..n by predicted hull distance
     ranked = rows(trained, "SELECT rank, material_id, e_above_hull, formation_energy, "
                   "formation_energy_uncertainty, decomposition, parent_formula, probability "
@@ -180,6 +186,13 @@ def test_rerun_adds_nothing_and_resumes_an_interrupted_job(
                    "discovery_runs r ON r.id = c.run_id JOIN materials m ON m.id = c.material_id "
                    "WHERE r.name = 'feo-b' ORDER BY 1, 2")
     assert resumed == full
+
+
+def test_no_hull_built_is_an_error(trained: TestDatabase) -> None:
+    result, unchanged = trained.before_hulls  # type: ignore[attr-defined]
+    assert result.exit_code == 1 and unchanged
+    assert result.stderr.strip() == (
+        "error: no DFT hull has been built: run `platform hull build` first")
 
 
 @pytest.mark.parametrize("args, message", [

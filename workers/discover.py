@@ -21,6 +21,7 @@ or a rerun stores nothing twice, and a rerun of a finished run plans nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -70,6 +71,7 @@ class DiscoverPlan:
 # Input
 
 
+@functools.lru_cache(maxsize=1)
 def symbols() -> list[str]:
     """Element symbols indexed by Z (index 0 empty)."""
     from pymatgen.core.periodic_table import Element
@@ -246,9 +248,8 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
         raise InputError(f"model {tag!r} records no graph recipe; cannot build its inputs")
     name = check_run_name(req.name or default_run_name(targets, tag))
     source = CANDIDATE_PREFIX + name
-    sym = symbols()
     for t in targets:
-        if load_hull(engine, [sym[z] for z in t.elements]) is None:
+        if load_hull(engine, t.elements) is None:
             raise InputError(f"no DFT hull for the {_system_name(t.elements)} system: no material "
                              "of it or of its subsystems has a DFT formation energy")
     with engine.connect() as conn:
@@ -367,7 +368,7 @@ def run_candidates(engine: Engine, *, run_id: int, run: str, mv_id: int,
     from ml.discovery import scale_lattice, substitute
     from ml.graphs import build_crystal_graphs
     from ml.train import ensemble_predict
-    from workers.discover_hull import load_hull
+    from workers.discover_hull import fractions_of, load_hull
     from workers.discover_store import StoredCandidate, write_candidates
     from workers.graphs import recipe_name
     from workers.predict import _model_meta, load_models
@@ -437,19 +438,21 @@ def run_candidates(engine: Engine, *, run_id: int, run: str, mv_id: int,
     t4 = time.perf_counter()
     times.read += t4 - t3
     for system, idx in pending.items():
-        hull = hulls.get(system) or load_hull(engine, [sym[z] for z in system])
-        hulls[system] = hull
+        if system not in hulls:
+            hulls[system] = load_hull(engine, system)
+        hull = hulls[system]
         if hull is None:
             continue
-        comps = []
-        for j in idx:
-            values, counts = np.unique(stored[j].atomic_numbers, return_counts=True)
-            comps.append({sym[a]: int(b) for a, b in zip(values, counts, strict=True)})
+        frac = np.array([fractions_of(system, *np.unique(stored[j].atomic_numbers,
+                                                         return_counts=True)) for j in idx])
         energies = np.array([stored[j].predictions["formation_energy"][0] for j in idx])
-        dist, decomp = hull.distances(comps, energies)
+        dist, decomp = hull.distances(frac, energies)
         for j, d, text_ in zip(idx, dist, decomp, strict=True):
             stored[j].e_above_hull = None if not np.isfinite(d) else float(d)
             stored[j].decomposition = text_ or None
+            if np.isfinite(d):  # as a leaderboard refresh would derive it
+                unc = stored[j].predictions["formation_energy"][1]
+                stored[j].predictions["e_above_hull"] = (float(d), unc)
     t5 = time.perf_counter()
     times.hull += t5 - t4
     if progress:

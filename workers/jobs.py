@@ -41,6 +41,7 @@ TASKS = JobTask.__table__
 KIND_MODULES = {
     "discover": "workers.discover",
     "graphs": "workers.graphs",
+    "hull": "workers.hull",
     "predict": "workers.predict",
     "train": "workers.training",
 }

@@ -14,6 +14,13 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.stability import (
+    HullBuild,
+    HullDecomposition,
+    HullSystem,
+    MaterialHull,
+    StabilityMetric,
+)
 
 __all__ = [
     "CandidateLineage",
@@ -22,17 +29,22 @@ __all__ = [
     "DftProperty",
     "DiscoveryRun",
     "GraphRecipe",
+    "HullBuild",
+    "HullDecomposition",
+    "HullSystem",
     "IngestRun",
     "Job",
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialHull",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
     "Prediction",
     "Site",
     "SplitMember",
+    "StabilityMetric",
     "Structure",
     "TrainingRun",
 ]
@@ -54,6 +66,9 @@ PUBLIC_TABLES = (
     "predictions",
     "model_metrics",
     "jobs",
+    "hull_builds",
+    "material_hulls",
+    "hull_decompositions",
     "discovery_runs",
     "candidates",
 )
