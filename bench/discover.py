@@ -50,6 +50,7 @@ def prepare(url: str, entries: int, seed: int, epochs: int, work: Path) -> None:
     invoke(url, "ingest", str(dump))
     invoke(url, "graphs", "build", "--workers", "1")
     invoke(url, "train", "--model-tag", "b", "--epochs", str(epochs), "--batch-size", "64")
+    invoke(url, "hull", "build")
 
 
 def common_systems(engine, k: int, size: int) -> list[list[str]]:  # type: ignore[no-untyped-def]

@@ -150,29 +150,45 @@ def type_key(prototype: str | None, spacegroup: int | None, reduced: Sequence[in
 
 
 def load_parents(engine: Engine, ks: set[int], max_atoms: int):  # type: ignore[no-untyped-def]
-    """Parents with ``k`` in ``ks`` elements and at most ``max_atoms`` atoms, by material id."""
+    """Parents with ``k`` in ``ks`` elements and at most ``max_atoms`` atoms, by material id.
+
+    Two column reads and numpy grouping: a Python loop runs only over the parents kept.
+    """
     from ml.discovery import Parent
 
-    rows = []
+    cond = ("m.natoms <= :n AND m.source NOT LIKE :cand "
+            "AND m.id IN (SELECT s.material_id FROM structures s)")
+    params = {"n": max_atoms, "cand": CANDIDATE_PREFIX + "%"}
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT m.id, m.prototype, m.spacegroup, e.element, e.count FROM materials m "
-            "JOIN material_elements e ON e.material_id = m.id "
-            "WHERE m.natoms <= :n AND m.source NOT LIKE :cand "
-            "AND EXISTS (SELECT 1 FROM structures s WHERE s.material_id = m.id) "
-            "ORDER BY m.id"), {"n": max_atoms, "cand": CANDIDATE_PREFIX + "%"}).all()
+        mats = conn.execute(text(
+            f"SELECT m.id, m.prototype, m.spacegroup FROM materials m WHERE {cond} "
+            "ORDER BY m.id"), params).all()
+        els = conn.execute(text(
+            "SELECT e.material_id, e.element, e.count FROM material_elements e "
+            f"JOIN materials m ON m.id = e.material_id WHERE {cond}"), params).all()
+    if not mats or not els:
+        return []
     zof = {s: z for z, s in enumerate(symbols()) if s}
-    grouped: dict[int, tuple[Any, Any, list[tuple[int, int]]]] = {}
-    for mid, proto, sg, el, count in rows:
-        grouped.setdefault(int(mid), (proto, sg, []))[2].append((zof[el], int(count)))
+    e_mid = np.fromiter((r[0] for r in els), dtype=np.int64, count=len(els))
+    sym, inv = np.unique(np.array([r[1] for r in els], dtype=object), return_inverse=True)
+    e_z = np.array([zof.get(x, 0) for x in sym], dtype=np.int64)[inv.reshape(-1)]
+    e_n = np.fromiter((r[2] for r in els), dtype=np.int64, count=len(els))
+    order = np.lexsort((e_z, e_mid))
+    e_mid, e_z, e_n = e_mid[order], e_z[order], e_n[order]
+    mids, starts, nel = np.unique(e_mid, return_index=True, return_counts=True)
+    info = {int(r[0]): (r[1], r[2]) for r in mats}
     parents = []
-    for mid, (proto, sg, pairs) in grouped.items():
-        if len(pairs) not in ks:
+    for i in np.flatnonzero(np.isin(nel, list(ks))).tolist():
+        mid = int(mids[i])
+        if mid not in info:
             continue
-        pairs.sort()
-        counts = [c for _, c in pairs]
+        lo, hi = int(starts[i]), int(starts[i] + nel[i])
+        zs, counts = e_z[lo:hi].tolist(), e_n[lo:hi].tolist()
+        if min(zs) <= 0:
+            continue
         g = math.gcd(*counts)
-        parents.append(Parent(mid, tuple(z for z, _ in pairs), tuple(counts),
+        proto, sg = info[mid]
+        parents.append(Parent(mid, tuple(zs), tuple(counts),
                               type_key(proto, sg, [c // g for c in counts], sum(counts))))
     return parents
 

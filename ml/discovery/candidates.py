@@ -60,6 +60,11 @@ class Parent:
     counts: tuple[int, ...]
     type_key: str
 
+    @functools.cached_property
+    def reduced(self) -> Composition:
+        """The reduced composition (computed once)."""
+        return reduced_key(self.z, self.counts)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -112,7 +117,7 @@ def _species_maps(table: SubstitutionTable, elements: tuple[int, ...]
 
 def _parent_species(table: SubstitutionTable, parent: Parent) -> NDArray[np.int64] | None:
     """Table rows of the parent's species (its guessed oxidation states), or ``None``."""
-    return _species_rows(table, reduced_key(parent.z, parent.counts))
+    return _species_rows(table, parent.reduced)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -242,7 +247,8 @@ def generate_candidates(
                 found.append((i, p, int(pk), float(logp[pk, col]), None, None))
         for i, p, pk, lp, old, new in found:
             new_z = tuple(int(x) for x in perms[pk])
-            comp = reduced_key(new_z, p.counts)
+            # p.reduced is in ascending Z, the order of p.z, which new_z follows
+            comp = tuple(sorted(zip(new_z, (n for _, n in p.reduced), strict=True)))
             if target.compositions is not None and comp not in target.compositions:
                 continue
             key = (comp, p.type_key)
