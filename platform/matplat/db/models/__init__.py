@@ -13,6 +13,7 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.provenance import MaterialFile
 
 __all__ = [
     "CrystalGraph",
@@ -24,6 +25,7 @@ __all__ = [
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialFile",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
@@ -41,6 +43,7 @@ PUBLIC_TABLES = (
     "sites",
     "material_elements",
     "dft_properties",
+    "material_files",
     "ingest_runs",
     "graph_recipes",
     "crystal_graphs",
