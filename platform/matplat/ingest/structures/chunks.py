@@ -63,8 +63,7 @@ def build_chunk(records: list[Parsed], shas: list[str], formulas: Formulas) -> F
     def prop(name: str) -> np.ndarray:
         return np.array([r.props.get(name, np.nan) for r in records], dtype=np.float64)
 
-    vpa = prop("volume_per_atom")
-    vpa = np.where(np.isnan(vpa), volume / np.maximum(natoms, 1), vpa)
+    vpa = volume / np.maximum(natoms, 1)
     mag = prop("magnetization")
     none = np.full(n, -1, dtype=np.int64)
     return FileChunk(

@@ -1,8 +1,8 @@
 """``--properties FILE``: DFT values for structure files from a CSV or parquet table.
 
-The table has a ``name`` column and any of the columns ``formation_energy``,
-``volume_per_atom``, ``band_gap``, ``magnetization`` (units as in the view
-``material_properties``); other columns are ignored, empty cells are no value. A row
+The table has a ``name`` column and any of the columns ``formation_energy``, ``band_gap``,
+``magnetization`` (units as in the view ``material_properties``; the volume per atom is
+the structure's own); other columns are ignored, empty cells are no value. A row
 applies to the structure whose name, file (relative or bare), file stem, block/frame or
 ``file#block`` equals its ``name``, tried in that order; its values take precedence over
 values found in the structure file itself.

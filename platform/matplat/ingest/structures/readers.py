@@ -170,16 +170,33 @@ def _read_cif(path: Path) -> Iterator[Item]:
 
 
 def _read_poscar(path: Path) -> Iterator[Item]:
+    from pymatgen.core.periodic_table import Element
     from pymatgen.io.vasp import Poscar
 
-    p = Poscar.from_file(path, check_for_potcar=False, read_velocities=False)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    names = None
+    if len(lines) > 6 and not any(c.isalpha() for c in lines[5]):
+        # VASP 4: no species line. The convention (VASP's own tools, ASE) puts the species
+        # in the comment line; pymatgen would otherwise name them H, He, ... silently.
+        counts = lines[5].split()
+        names = lines[0].split()[: len(counts)]
+        if len(names) < len(counts) or not all(Element.is_valid_symbol(n) for n in names):
+            raise ValueError(
+                "VASP 4 POSCAR without element names: give them in the first line "
+                "(e.g. 'Fe O') or use the VASP 5 format with a species line"
+            )
+    p = Poscar.from_str(text, default_names=names, read_velocities=False)
     yield None, p.structure, {}
 
 
 def _read_extxyz(path: Path) -> Iterator[Item]:
     from ase.io import read
 
-    frames = read(path, index=":", format="extxyz")
+    try:
+        frames = read(path, index=":", format="extxyz")
+    except KeyError as e:  # ASE's symbol table lookup
+        raise ValueError(f"unknown element {e.args[0]!r}") from None
     for i, atoms in enumerate(frames):
         yield str(i), atoms, numeric_properties(atoms.info)
 
@@ -216,6 +233,8 @@ def _from_json(d: Any) -> tuple[Any, dict[str, float]]:
         cls = d.get("@class", "Structure")
     if cls not in ("Structure", None) or "lattice" not in d or "sites" not in d:
         raise Rejected(f"not a pymatgen Structure or ComputedStructureEntry (@class {cls!r})")
+    if not d["sites"]:
+        raise Rejected("no atoms")
     props = {**numeric_properties(d.get("properties")), **props}
     safe = {k: v for k, v in d.items() if k not in ("properties", "@module", "@class")}
     safe["sites"] = [

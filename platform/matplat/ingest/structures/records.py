@@ -33,8 +33,9 @@ __all__ = [
 
 MIN_DISTANCE = 0.5  # Å
 _SINGULAR = 1e-6  # Å³, as the OQMD ingest
-#: DFT values a file (or --properties) may carry, as in the view material_properties.
-PROPERTY_NAMES = ("formation_energy", "volume_per_atom", "band_gap", "magnetization")
+#: DFT values a file (or --properties) may carry, as in the view material_properties (the
+#: volume per atom is the stored cell's, never an input).
+PROPERTY_NAMES = ("formation_energy", "band_gap", "magnetization")
 #: Other spellings found in pymatgen entries' ``data`` and ASE key-value pairs.
 _ALIASES = {
     "formation_energy_per_atom": "formation_energy",
