@@ -174,7 +174,7 @@ def ingest_structures(
     engine: Engine,
     paths: Iterable[str] = (),
     *,
-    objects: Iterable[tuple[str, Any]] = (),
+    objects: Iterable[tuple[str | None, Any]] = (),
     source: str | None = None,
     properties: str | PropertyTable | None = None,
     strict: bool = False,
@@ -183,7 +183,8 @@ def ingest_structures(
     progress: Callable[[int, int], None] | None = None,
 ) -> FileIngestSummary:
     """Ingest structure files (``paths``: files, folders, globs) and/or ``objects``
-    (``(name, pymatgen Structure | ComputedStructureEntry | ase.Atoms)``) as materials of
+    (``(name or None, pymatgen Structure | ComputedStructureEntry | ase.Atoms)``; None: named
+    by formula and content hash) as materials of
     ``source``; ``progress(files_done, files_total)``. Raises :class:`StrictRejectError`
     under ``strict`` when anything is rejected (the database is then unchanged)."""
     import os
@@ -225,7 +226,10 @@ def ingest_structures(
 
     def records() -> Iterator[tuple[Parsed, str]]:
         for name, obj in objects:
-            yield _prepare(parse_object(obj, str(name))), ""
+            rec = _prepare(parse_object(obj, "" if name is None else str(name)))
+            if not rec.name:
+                rec.name = _content_name(rec, formulas)
+            yield rec, ""
         for recs, sha in _parsed_files(files, workers, progress):
             for r in recs:
                 yield r, sha
@@ -257,6 +261,21 @@ def ingest_structures(
         summary.material_ids = material_ids(engine, source, summary.names)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _content_name(rec: Parsed, formulas: Any) -> str:
+    """Name of an unnamed object: reduced formula and the start of its content hash, so the
+    same structure always gets the same name (re-ingesting it changes nothing)."""
+    import numpy as np
+
+    from matplat.ingest.structures.canonical import content_hash
+
+    if not rec.ok:
+        return "<object>"
+    z, c = np.unique(rec.numbers, return_counts=True)  # type: ignore[arg-type]
+    formula = formulas.get(tuple(zip(z.tolist(), c.tolist(), strict=True)))[0]
+    h = content_hash(rec.lattice, rec.frac, rec.numbers, rec.props)  # type: ignore[arg-type]
+    return f"{formula}-{h[:12]}"
 
 
 def material_ids(engine: Engine, source: str, names: list[str]) -> dict[str, int]:
