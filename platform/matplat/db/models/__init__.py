@@ -14,24 +14,36 @@ from matplat.db.models.mlmodels import (
     TrainingRun,
 )
 from matplat.db.models.provenance import MaterialFile
+from matplat.db.models.stability import (
+    HullBuild,
+    HullDecomposition,
+    HullSystem,
+    MaterialHull,
+    StabilityMetric,
+)
 
 __all__ = [
     "CrystalGraph",
     "DatasetSplit",
     "DftProperty",
     "GraphRecipe",
+    "HullBuild",
+    "HullDecomposition",
+    "HullSystem",
     "IngestRun",
     "Job",
     "JobTask",
     "Material",
     "MaterialElement",
     "MaterialFile",
+    "MaterialHull",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
     "Prediction",
     "Site",
     "SplitMember",
+    "StabilityMetric",
     "Structure",
     "TrainingRun",
 ]
@@ -54,4 +66,7 @@ PUBLIC_TABLES = (
     "predictions",
     "model_metrics",
     "jobs",
+    "hull_builds",
+    "material_hulls",
+    "hull_decompositions",
 )
