@@ -14,6 +14,7 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.provenance import MaterialFile
 from matplat.db.models.stability import (
     HullBuild,
     HullDecomposition,
@@ -37,6 +38,7 @@ __all__ = [
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialFile",
     "MaterialHull",
     "ModelAlias",
     "ModelMetric",
@@ -56,6 +58,7 @@ PUBLIC_TABLES = (
     "sites",
     "material_elements",
     "dft_properties",
+    "material_files",
     "ingest_runs",
     "graph_recipes",
     "crystal_graphs",
