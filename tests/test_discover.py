@@ -214,3 +214,40 @@ def test_bad_input_is_one_line_and_writes_nothing(trained: TestDatabase, args: l
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert "Traceback" not in result.output
     assert counts(trained) == before
+
+
+def test_python_api_and_cif_export(trained: TestDatabase, tmp_path: Path) -> None:
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+
+    from matplat import Platform
+    from workers.discover import ranking
+
+    p = Platform(trained.url, device="cpu")
+    df = p.discover("v3", elements="Fe,O", name="feo-py")
+    assert len(df) >= 2 and list(df["rank"]) == list(range(1, len(df) + 1))
+    assert {"formula", "parent_formula", "probability", "formation_energy",
+            "formation_energy_uncertainty", "e_above_hull", "decomposition"} <= set(df.columns)
+    assert df.equals(ranking(trained.engine, "feo-py"))
+    before = counts(trained)
+    again = p.discover("v3", elements=["Fe", "O"], name="feo-py")
+    assert again.equals(df) and counts(trained) == before
+
+    out = tmp_path / "cifs"
+    ok(trained.url, "export", "structures", str(out), "--format", "cif", "--source",
+       "candidates:feo-py")
+    stored = rows(trained, "SELECT m.source_id, m.formula, s.lattice, s.frac_coords, "
+                  "s.atomic_numbers FROM materials m JOIN structures s ON s.material_id = m.id "
+                  "WHERE m.source = 'candidates:feo-py'")
+    assert len(stored) == len(df)
+    matcher = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False)
+    for sid, formula, lat, frac, z in stored:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = Structure.from_file(out / f"{sid}.cif")
+        want = Structure(Lattice(np.frombuffer(lat, "<f8").reshape(3, 3)),
+                         np.frombuffer(z, "<i2").astype(int).tolist(),
+                         np.frombuffer(frac, "<f8").reshape(-1, 3))
+        assert parsed.composition.reduced_formula == formula
+        assert parsed.volume == pytest.approx(want.volume, rel=1e-5)
+        assert matcher.fit(parsed, want)

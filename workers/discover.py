@@ -505,6 +505,29 @@ class _DiscoverKind:
 KIND = _DiscoverKind()
 
 
+def discover_inprocess(engine: Engine, req: DiscoverRequest, *, device: str = "auto"):  # type: ignore[no-untyped-def]
+    """Plan and run a discovery in this process; returns the run's ranking (a DataFrame).
+
+    What ``platform discover`` does without a broker, for the Python API.
+    """
+    from matplat.errors import PlatformError
+    from workers.jobs import run_inprocess
+
+    plan, job_id = plan_discover(engine, req)
+    if job_id is not None:
+        try:
+            job = run_inprocess(engine, job_id, device=device)
+        except KeyboardInterrupt:
+            from workers.jobs import cancel
+
+            cancel(engine, job_id)
+            raise
+        if job.status != "succeeded":
+            raise PlatformError(f"discovery job {job.id} {job.status}: {job.error} (run it "
+                                "again to finish what did not)")
+    return ranking(engine, plan.run)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading the ranking
 
