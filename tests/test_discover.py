@@ -251,3 +251,41 @@ def test_python_api_and_cif_export(trained: TestDatabase, tmp_path: Path) -> Non
         assert parsed.composition.reduced_formula == formula
         assert parsed.volume == pytest.approx(want.volume, rel=1e-5)
         assert matcher.fit(parsed, want)
+
+
+def readme_blocks() -> dict[str, str]:
+    import re
+
+    body = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return dict(re.findall(r"<!-- readme-discover: (\w+) -->\s*```\w+\n(.*?)```", body,
+                           flags=re.DOTALL))
+
+
+def test_readme_examples(trained: TestDatabase, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import io
+    import shlex
+
+    blocks = readme_blocks()
+    assert set(blocks) == {"cli", "query", "python"}
+    monkeypatch.chdir(tmp_path)
+    for line in blocks["cli"].strip().splitlines():
+        args = shlex.split(line)
+        assert args[0] == "platform"
+        ok(trained.url, *args[1:])
+    assert len(list((tmp_path / "feo_cifs").glob("*.cif"))) == rows(
+        trained, "SELECT COUNT(*) FROM materials WHERE source = 'candidates:feo'")[0][0] > 0
+    got = rows(trained, blocks["query"])
+    want = rows(trained, "SELECT c.material_id, c.e_above_hull FROM candidates c JOIN "
+                "discovery_runs r ON r.id = c.run_id WHERE r.name = 'feo' "
+                "ORDER BY c.e_above_hull")
+    assert [r.e_above_hull for r in got] == [w.e_above_hull for w in want
+                                             if w.e_above_hull <= 0.05]
+    monkeypatch.setenv("PLATFORM_DATABASE_URL", trained.url)
+    monkeypatch.setenv("PLATFORM_DEVICE", "cpu")
+    before = counts(trained)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks["python"], "README.md", "exec"), {})  # noqa: S102
+    assert "formula" in out.getvalue() and counts(trained) == before  # the run exists: no-op
