@@ -250,7 +250,7 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
     when nothing is left). Nothing is written when the request is refused."""
     from matplat.ingest.formulas import Formulas
     from ml.discovery import generate_candidates, substitution_table
-    from workers.discover_hull import load_hull
+    from workers.discover_hull import load_hull, reference_source
     from workers.discover_store import stored_source_ids
     from workers.jobs import TaskSpec, create_job
 
@@ -264,8 +264,9 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
         raise InputError(f"model {tag!r} records no graph recipe; cannot build its inputs")
     name = check_run_name(req.name or default_run_name(targets, tag))
     source = CANDIDATE_PREFIX + name
+    ref = reference_source(engine)
     for t in targets:
-        if load_hull(engine, t.elements) is None:
+        if load_hull(engine, t.elements, ref) is None:
             raise InputError(f"no DFT hull for the {_system_name(t.elements)} system: no material "
                              "of it or of its subsystems has a DFT formation energy")
     with engine.connect() as conn:
@@ -384,7 +385,7 @@ def run_candidates(engine: Engine, *, run_id: int, run: str, mv_id: int,
     from ml.discovery import scale_lattice, substitute
     from ml.graphs import build_crystal_graphs
     from ml.train import ensemble_predict
-    from workers.discover_hull import fractions_of, load_hull
+    from workers.discover_hull import fractions_of, load_hull, reference_source
     from workers.discover_store import StoredCandidate, write_candidates
     from workers.graphs import recipe_name
     from workers.predict import _model_meta, load_models
@@ -453,9 +454,10 @@ def run_candidates(engine: Engine, *, run_id: int, run: str, mv_id: int,
         pending.setdefault(tuple(values.tolist()), []).append(len(stored) - 1)
     t4 = time.perf_counter()
     times.read += t4 - t3
+    ref = reference_source(engine) if pending else None
     for system, idx in pending.items():
         if system not in hulls:
-            hulls[system] = load_hull(engine, system)
+            hulls[system] = load_hull(engine, system, ref)
         hull = hulls[system]
         if hull is None:
             continue
