@@ -13,6 +13,7 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.provenance import MaterialFile
 from matplat.db.models.stability import (
     HullBuild,
     HullDecomposition,
@@ -34,6 +35,7 @@ __all__ = [
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialFile",
     "MaterialHull",
     "ModelAlias",
     "ModelMetric",
@@ -53,6 +55,7 @@ PUBLIC_TABLES = (
     "sites",
     "material_elements",
     "dft_properties",
+    "material_files",
     "ingest_runs",
     "graph_recipes",
     "crystal_graphs",
