@@ -50,7 +50,8 @@ class Hull:
     caller's label of each candidate (``-Z`` for an element reference at 0 eV/atom that is not
     an entry). ``facets`` (f, k): vertex indices of the lower facets; ``potentials`` (f, k):
     ``μ_f``; ``inverse`` (f, k, k): ``V_f^{-T}`` for barycentric coordinates. ``method`` is
-    ``"qhull"``, ``"point"`` (one element) or ``"lp"`` (the fallback: no facets).
+    ``"qhull"``, ``"chain"`` (two elements: monotone chain), ``"plane"`` (no compound below
+    0 eV/atom), ``"point"`` (one element) or ``"lp"`` (the fallback: no facets).
     """
 
     elements: NDArray[np.int64]
@@ -86,22 +87,25 @@ def _candidates(elements: NDArray[np.int64], fractions: NDArray[np.float64],
                 energies: NDArray[np.float64], labels: NDArray[np.int64]
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
     """One point per composition (lowest energy, then lowest label), the element references
-    added at 0 eV/atom, and nothing above 0 eV/atom that cannot touch the hull."""
+    added at 0 eV/atom, and nothing at or above 0 eV/atom that cannot touch the hull."""
     k = len(elements)
-    eye = np.eye(k)
-    pts = np.concatenate([fractions, eye])
-    ens = np.concatenate([energies, np.zeros(k)])
-    labs = np.concatenate([labels, -elements])
+    is_el = fractions.max(axis=1, initial=0.0) > 1.0 - 1e-12 if len(fractions) else np.zeros(
+        0, bool)
+    # Compounds at or above 0 eV/atom lie on or above the plane of the element references.
+    keep = is_el | (energies < -1e-11)
+    pts = np.concatenate([fractions[keep], np.eye(k)])
+    ens = np.concatenate([energies[keep], np.zeros(k)])
+    labs = np.concatenate([labels[keep], -elements])
+    if len(pts) == k:
+        return pts, ens, labs
     # Element references go last with label -Z: an entry of equal energy wins the tie below.
     key = np.round(pts, 12)
     order = np.lexsort((np.arange(len(ens)), ens, *key.T[::-1]))
-    key, pts, ens, labs = key[order], pts[order], ens[order], labs[order]
+    key = key[order]
     first = np.ones(len(ens), dtype=bool)
-    first[1:] = np.any(key[1:] != key[:-1], axis=1)
-    pts, ens, labs = pts[first], ens[first], labs[first]
-    is_element = np.isclose(pts.max(axis=1), 1.0, rtol=0, atol=1e-12)
-    keep = is_element | (ens < -1e-11)
-    return pts[keep], ens[keep], labs[keep]
+    first[1:] = (key[1:] != key[:-1]).any(axis=1)
+    sel = order[first]
+    return pts[sel], ens[sel], labs[sel]
 
 
 def build_hull(elements: ArrayLike, fractions: ArrayLike, energies: ArrayLike,
@@ -134,6 +138,11 @@ def build_hull(elements: ArrayLike, fractions: ArrayLike, energies: ArrayLike,
         i = int(np.argmin(ens))
         return Hull(el, pts, ens, labs, np.array([[i]]), ens[[i]].reshape(1, 1),
                     np.ones((1, 1, 1)), "point")
+    if method == "auto" and len(pts) == k:  # no compound below 0 eV/atom: the plane E = 0
+        return Hull(el, pts, ens, labs, np.arange(k)[None, :], ens[None, :],
+                    np.linalg.inv(pts.T)[None, :, :], "plane")
+    if method == "auto" and k == 2:
+        return _chain(el, pts, ens, labs)
     if method == "auto":
         hull = _qhull(el, pts, ens, labs)
         if hull is not None:
@@ -141,6 +150,29 @@ def build_hull(elements: ArrayLike, fractions: ArrayLike, energies: ArrayLike,
     elif method != "lp":
         raise ValueError(f"unknown hull method {method!r}: 'auto' or 'lp'")
     return Hull(el, pts, ens, labs, empty, np.zeros((0, k)), np.zeros((0, k, k)), "lp")
+
+
+def _chain(el: NDArray[np.int64], pts: NDArray[np.float64], ens: NDArray[np.float64],
+           labs: NDArray[np.int64]) -> Hull:
+    """A binary system's lower hull by the monotone chain (points sorted by composition)."""
+    order = np.argsort(pts[:, 1], kind="stable")
+    x, y = pts[order, 1].tolist(), ens[order].tolist()
+    chain: list[int] = []
+    for i in range(len(x)):
+        # Pop the last point while it lies on or above the segment from its predecessor to i.
+        while len(chain) >= 2:
+            a, b = chain[-2], chain[-1]
+            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) <= 0:
+                chain.pop()
+            else:
+                break
+        chain.append(i)
+    v = order[np.array(chain)]
+    facets = np.stack([v[:-1], v[1:]], axis=1).astype(np.int64)
+    mats = pts[facets]
+    potentials = np.linalg.solve(mats, ens[facets][..., None])[..., 0]
+    inverse = np.linalg.inv(np.swapaxes(mats, 1, 2))
+    return Hull(el, pts, ens, labs, facets, potentials, inverse, "chain")
 
 
 def _qhull(el: NDArray[np.int64], pts: NDArray[np.float64], ens: NDArray[np.float64],
@@ -178,8 +210,9 @@ def _max_plane(hull: Hull, x: NDArray[np.float64]) -> tuple[NDArray[np.float64],
     arg = np.empty(len(x), dtype=np.int64)
     for s in range(0, len(x), BLOCK):
         vals = x[s:s + BLOCK] @ hull.potentials.T
-        arg[s:s + BLOCK] = np.argmax(vals, axis=1)
-        h[s:s + BLOCK] = np.take_along_axis(vals, arg[s:s + BLOCK, None], axis=1)[:, 0]
+        a = vals.argmax(axis=1)
+        arg[s:s + BLOCK] = a
+        h[s:s + BLOCK] = vals[np.arange(len(a)), a]
     return h, arg
 
 
@@ -235,6 +268,6 @@ def evaluate(hull: Hull, fractions: ArrayLike, energies: ArrayLike) -> HullDista
         amounts[i, :len(keep)] = lam_i[keep] / lam_i[keep].sum()
     # Pack each row's products to the left, largest amount first.
     order = np.argsort(-amounts, axis=1, kind="stable")
-    products = np.take_along_axis(products, order, axis=1)
-    amounts = np.take_along_axis(amounts, order, axis=1)
+    rows = np.arange(n)[:, None]
+    products, amounts = products[rows, order], amounts[rows, order]
     return HullDistances(e - h, h, products, amounts)
