@@ -71,6 +71,7 @@ def _register() -> None:
         models,
         query,
         sample,
+        serve,
         status,
         train,
     )
@@ -87,6 +88,7 @@ def _register() -> None:
     cli.add_command(export.export)
     cli.add_command(jobs.jobs)
     cli.add_command(jobs.worker)
+    cli.add_command(serve.serve)
 
 
 _register()

@@ -13,6 +13,7 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.summaries import MaterialSummary
 
 __all__ = [
     "CrystalGraph",
@@ -24,6 +25,7 @@ __all__ = [
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialSummary",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
