@@ -7,7 +7,6 @@ the server's stderr with its traceback and answered with a plain 500 that shows 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
@@ -22,7 +21,6 @@ from matplat.serve import optimade, web
 from matplat.serve.errors import ApiError
 from matplat.serve.readonly import DEFAULT_TIMEOUT_S, ReadOnlyDatabase
 
-log = logging.getLogger("matplat.serve")
 HERE = Path(__file__).parent
 
 
@@ -41,7 +39,7 @@ def _as_api_error(request: Request, e: Exception) -> ApiError:
         timeout = request.app.state.db.timeout_s
         return ApiError(503, f"the query ran past the server's limit of {timeout:g} s: "
                              "narrow the filter", None)
-    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    # uvicorn logs the traceback on the server's stderr; the client gets none
     return ApiError(500, "internal error (logged on the server)", None)
 
 

@@ -174,6 +174,7 @@ def attributes(row: sa.Row) -> dict[str, Any]:
     elements = row.elements.split(",")
     counts = [int(c) for c in row.counts.split(",")]
     nsites = int(row.nsites)
+    at_sites = [symbol(int(i)) for i in z]
     attrs: dict[str, Any] = {
         "last_modified": timestamp(row.updated_at),
         "elements": elements,
@@ -189,10 +190,14 @@ def attributes(row: sa.Row) -> dict[str, Any]:
         "space_group_it_number": None if row.spacegroup is None else int(row.spacegroup),
         "cartesian_site_positions": (frac @ lattice).tolist(),
         "nsites": nsites,
+        # One species per element, in order of first appearance at the sites: then a client
+        # that zips `species` with the sites (pymatgen's OptimadeRester does when the two
+        # lists have equal length, i.e. one site per element) still gets the right structure.
         "species": [
-            {"name": e, "chemical_symbols": [e], "concentration": [1.0]} for e in elements
+            {"name": e, "chemical_symbols": [e], "concentration": [1.0]}
+            for e in dict.fromkeys(at_sites)
         ],
-        "species_at_sites": [symbol(int(i)) for i in z],
+        "species_at_sites": at_sites,
         "structure_features": [],
         "_matplat_source": row.source,
         "_matplat_source_id": row.source_id,

@@ -155,11 +155,15 @@ def material(request: Request) -> Response:
             .where(Prediction.material_id == mid)
             .order_by(ModelVersion.id, Prediction.property)
         ).all()
-        m = conn.execute(sa.select(Material).where(Material.id == mid)).scalars().one()
-        dft = conn.execute(sa.select(DftProperty).where(DftProperty.material_id == mid)).scalars().first()
+        m = conn.execute(sa.select(Material.__table__).where(Material.id == mid)).one()
+        dft = conn.execute(
+            sa.select(DftProperty.__table__).where(DftProperty.material_id == mid)
+        ).first()
         run = None
         if m.ingest_run_id is not None:
-            run = conn.execute(sa.select(IngestRun).where(IngestRun.id == m.ingest_run_id)).scalars().first()
+            run = conn.execute(
+                sa.select(IngestRun.__table__).where(IngestRun.id == m.ingest_run_id)
+            ).first()
     models: dict[str, dict[str, tuple[float, float | None]]] = {}
     for tag, prop, value, unc in preds:
         models.setdefault(tag, {})[prop] = (value, unc)
@@ -236,13 +240,15 @@ def models(request: Request) -> Response:
 def model(request: Request) -> Response:
     tag = request.path_params["tag"]
     with request.app.state.db.read() as conn:
-        mv = conn.execute(sa.select(ModelVersion).where(ModelVersion.tag == tag)).scalars().first()
+        mv = conn.execute(
+            sa.select(ModelVersion.__table__).where(ModelVersion.tag == tag)
+        ).first()
         if mv is None:
             raise ApiError(404, f"no model version {tag[:60]!r}")
         metrics = conn.execute(
-            sa.select(ModelMetric).where(ModelMetric.model_version_id == mv.id)
+            sa.select(ModelMetric.__table__).where(ModelMetric.model_version_id == mv.id)
             .order_by(ModelMetric.property, ModelMetric.subset)
-        ).scalars().all()
+        ).all()
         test = conn.execute(
             sa.text("SELECT property, dft, predicted FROM prediction_results "
                     "WHERE model_tag = :t AND split = 'test' AND dft IS NOT NULL "
@@ -274,7 +280,7 @@ def model(request: Request) -> Response:
 
 def jobs(request: Request) -> Response:
     with request.app.state.db.read() as conn:
-        rows = conn.execute(sa.select(Job).order_by(Job.id.desc()).limit(100)).scalars().all()
+        rows = conn.execute(sa.select(Job.__table__).order_by(Job.id.desc()).limit(100)).all()
     return render(request, "jobs.html", jobs=rows)
 
 
