@@ -82,6 +82,9 @@ class ReadOnlyDatabase:
                     conn.exec_driver_sql(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
                 except Exception:  # noqa: BLE001 - MySQL proper names it max_execution_time
                     conn.exec_driver_sql(f"SET SESSION max_execution_time = {ms:d}")
+                # The session default too: a DDL statement commits the open transaction
+                # implicitly, and would otherwise run outside any read-only transaction.
+                conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
                 conn.exec_driver_sql("START TRANSACTION READ ONLY")
             else:
                 self._deadline.at = time.monotonic() + self.timeout_s
