@@ -93,6 +93,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Generate synthetic inputs (clearly marked synthetic)."),
     "graphs": ("matplat.cli.graphs", "graphs",
                "Crystal graphs (CGNN crystal graph coordinator), stored per recipe."),
+    "hull": ("matplat.cli.hull", "hull",
+             "Thermodynamic stability: distance of every material to the convex hull of its system."),
     "models": ("matplat.cli.models", "models",
                "Registered model versions: list, show, alias, export, import, delete."),
     "train": ("matplat.cli.train", "train",

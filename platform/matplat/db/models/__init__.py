@@ -13,6 +13,14 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.provenance import MaterialFile
+from matplat.db.models.stability import (
+    HullBuild,
+    HullDecomposition,
+    HullSystem,
+    MaterialHull,
+    StabilityMetric,
+)
 from matplat.db.models.summaries import MaterialSummary
 
 __all__ = [
@@ -20,18 +28,24 @@ __all__ = [
     "DatasetSplit",
     "DftProperty",
     "GraphRecipe",
+    "HullBuild",
+    "HullDecomposition",
+    "HullSystem",
     "IngestRun",
     "Job",
     "JobTask",
     "Material",
     "MaterialElement",
     "MaterialSummary",
+    "MaterialFile",
+    "MaterialHull",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
     "Prediction",
     "Site",
     "SplitMember",
+    "StabilityMetric",
     "Structure",
     "TrainingRun",
 ]
@@ -43,6 +57,7 @@ PUBLIC_TABLES = (
     "sites",
     "material_elements",
     "dft_properties",
+    "material_files",
     "ingest_runs",
     "graph_recipes",
     "crystal_graphs",
@@ -53,4 +68,7 @@ PUBLIC_TABLES = (
     "predictions",
     "model_metrics",
     "jobs",
+    "hull_builds",
+    "material_hulls",
+    "hull_decompositions",
 )
