@@ -87,6 +87,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     tmp = tmp_path_factory.mktemp(f"serve-{request.param}")
     database = build_pipeline(request.param, tmp, sample_dump)
     invoke(database.url, "models", "alias", "v3", "production")
+    invoke(database.url, "hull", "build")
     log = tmp / "serve.log"
     proc = None
     try:

@@ -143,6 +143,16 @@ def test_filters_return_the_ids_sql_returns(served: Served) -> None:
              "1 = 1"),
             ("_otherprovider_x = 1", "1 = 0"),
             ("NOT _otherprovider_x = 1", "1 = 1"),
+            ("_matplat_e_above_hull = 0",
+             "EXISTS (SELECT 1 FROM material_hulls h WHERE h.material_id = m.id "
+             "AND h.e_above_hull = 0)"),
+            ("_matplat_e_above_hull > 0.05 AND _matplat_e_above_hull <= 0.5",
+             "EXISTS (SELECT 1 FROM material_hulls h WHERE h.material_id = m.id "
+             "AND h.e_above_hull > 0.05 AND h.e_above_hull <= 0.5)"),
+            ("_matplat_predicted_e_above_hull < 0.3",
+             "EXISTS (SELECT 1 FROM material_hulls h WHERE h.material_id = m.id AND "
+             f"h.e_above_hull + {_PRED.format('formation_energy')} - "
+             f"{_DFT.format('formation_energy')} < 0.3)"),
             (f'(nelements = 2 OR nelements = 3) AND NOT elements HAS "{b}"',
              f"{_NEL} IN (2, 3) AND NOT " + _HAS.format(f"'{b}'")),
         ]
@@ -156,7 +166,7 @@ def test_filters_return_the_ids_sql_returns(served: Served) -> None:
     for (flt, _), expected in zip(cases, expected_sets, strict=True):
         assert api_ids(served, flt) == expected, flt
         nonempty += bool(expected) and expected != set(recs)
-    assert len(cases) >= 40 and nonempty >= 25  # most filters select a proper, non-empty subset
+    assert len(cases) >= 45 and nonempty >= 28  # most filters select a proper, non-empty subset
 
 
 def test_sort_and_paging(served: Served) -> None:

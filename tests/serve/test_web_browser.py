@@ -65,6 +65,7 @@ def test_search_material_cif_and_model_pages(served: Served, browser) -> None:  
     assert browser.find_element(By.ID, "title").text.endswith(f"material {mid}")
     assert "DFT" in browser.find_element(By.ID, "properties").text
     assert "v3 (production)" in browser.find_element(By.ID, "properties").text
+    assert "convex hull" in browser.find_element(By.ID, "hull").text
     browser.find_element(By.ID, "cif").click()
     deadline = time.monotonic() + 20
     files: list[Path] = []

@@ -52,12 +52,17 @@ def production(conn: Connection) -> Production:
 
 
 def joined(prod: Production) -> Any:
-    """materials ⋈ summaries ⟕ dft_properties ⟕ production predictions."""
+    """materials ⋈ summaries ⟕ dft_properties ⟕ production predictions ⟕ hull distances.
+
+    Every outer join is on a unique key, so PostgreSQL, MariaDB and SQLite drop the ones a
+    statement does not use (a count of a filter on ``nelements`` reads only the summaries).
+    """
     w_on = sa.and_(T.w.c.material_id == T.m.c.id, T.w.c.model_version_id == (prod.id or -1))
     return (
         T.m.join(T.s, T.s.c.material_id == T.m.c.id)
         .outerjoin(T.d, T.d.c.material_id == T.m.c.id)
         .outerjoin(T.w, w_on)
+        .outerjoin(T.h, T.h.c.material_id == T.m.c.id)
     )
 
 
@@ -121,6 +126,7 @@ _ROW_COLUMNS = [
     Structure.__table__.c.lattice, Structure.__table__.c.frac_coords,
     Structure.__table__.c.atomic_numbers,
     T.d.c.formation_energy, T.d.c.band_gap, T.d.c.magnetization, T.d.c.volume_per_atom,
+    T.h.c.e_above_hull, T.h.c.chemical_system,
 ]
 #: Predictions of the production model, labelled ``pred_<column>`` in each row.
 _W_NAMES = ["formation_energy", "formation_energy_uncertainty", "band_gap", "band_gap_uncertainty",
@@ -209,6 +215,12 @@ def attributes(row: sa.Row) -> dict[str, Any]:
     w = row._mapping
     for name in _W_NAMES:
         attrs[f"_matplat_predicted_{name}"] = _num(w[f"pred_{name}"])
+    hull = _num(row.e_above_hull)
+    attrs["_matplat_e_above_hull"] = hull
+    pred, dft = attrs["_matplat_predicted_formation_energy"], attrs["_matplat_formation_energy"]
+    attrs["_matplat_predicted_e_above_hull"] = (
+        None if hull is None or pred is None or dft is None else hull + (pred - dft)
+    )
     return attrs
 
 

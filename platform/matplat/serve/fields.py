@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, String, Table, cast, literal
 from sqlalchemy.sql.elements import ColumnElement
 
-from matplat.db.models import DftProperty, Material, MaterialSummary
+from matplat.db.models import DftProperty, Material, MaterialHull, MaterialSummary
 from matplat.db.models.mlmodels import WidePrediction
 
 PREFIX = "matplat"
@@ -30,6 +30,7 @@ class Tables:
     s: Table = MaterialSummary.__table__  # type: ignore[assignment]
     d: Table = DftProperty.__table__  # type: ignore[assignment]
     w: Table = WidePrediction.__table__  # type: ignore[assignment]
+    h: Table = MaterialHull.__table__  # type: ignore[assignment]
 
 
 T = Tables()
@@ -128,6 +129,17 @@ for _prop, (_what, _unit) in _DFT.items():
     _PROVIDER.append(_f(f"_{PREFIX}_predicted_{_prop}_uncertainty", "float",
                         f"Uncertainty (ensemble spread) of _{PREFIX}_predicted_{_prop}.",
                         _pred_column(f"{_prop}_uncertainty"), unit=_unit))
+
+_PROVIDER += [
+    _f(f"_{PREFIX}_e_above_hull", "float",
+       "DFT distance to the convex hull of the material's chemical system (`platform hull "
+       "build`).", lambda t: t.h.c.e_above_hull, unit="eV/atom"),
+    _f(f"_{PREFIX}_predicted_e_above_hull", "float",
+       "Predicted hull distance: the DFT hull distance plus the production model's "
+       "formation-energy error (Matbench Discovery's convention).",
+       lambda t: t.h.c.e_above_hull + (t.w.c.formation_energy - t.d.c.formation_energy),
+       unit="eV/atom"),
+]
 
 FIELDS: dict[str, Field] = {f.name: f for f in _STANDARD + _PROVIDER}
 

@@ -21,9 +21,11 @@ from starlette.templating import Jinja2Templates
 
 from matplat.db.models import (
     DftProperty,
+    HullDecomposition,
     IngestRun,
     Job,
     Material,
+    MaterialHull,
     ModelAlias,
     ModelMetric,
     ModelVersion,
@@ -156,6 +158,14 @@ def material(request: Request) -> Response:
             .order_by(ModelVersion.id, Prediction.property)
         ).all()
         m = conn.execute(sa.select(Material.__table__).where(Material.id == mid)).one()
+        hull = conn.execute(
+            sa.select(MaterialHull.__table__).where(MaterialHull.material_id == mid)
+        ).first()
+        decomposition = conn.execute(
+            sa.select(HullDecomposition.__table__)
+            .where(HullDecomposition.material_id == mid)
+            .order_by(HullDecomposition.position)
+        ).all()
         dft = conn.execute(
             sa.select(DftProperty.__table__).where(DftProperty.material_id == mid)
         ).first()
@@ -173,7 +183,8 @@ def material(request: Request) -> Response:
                    key=lambda p: (p not in PROPERTIES, p))
     return render(request, "material.html", row=row, m=m, dft=dft, run=run, models=models,
                   props=props, units=UNITS, lattice=lattice.tolist(), sites=sites,
-                  production=prod.tag, attrs=entries.attributes(row))
+                  production=prod.tag, attrs=entries.attributes(row), hull=hull,
+                  decomposition=decomposition)
 
 
 def _pymatgen_structure(row: Any):  # type: ignore[no-untyped-def]
