@@ -47,7 +47,6 @@ def start_server(url: str, log: Path, *args: str) -> tuple[subprocess.Popen, str
     """``platform serve`` in a subprocess; returns it and its base URL once it answers."""
     port = free_port()
     env = dict(os.environ)
-    env.pop("PLATFORM_SERVE_DATABASE_URL", None)
     paths = [str(ROOT / "platform"), str(ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     out = log.open("w")
