@@ -26,7 +26,11 @@ class OutputError(PlatformError):
 
 
 def _reason(e: OSError) -> str:
-    return e.strerror or type(e).__name__
+    if e.strerror:
+        return e.strerror
+    if e.errno is not None:
+        return os.strerror(e.errno)
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def check_file(path: str | os.PathLike[str], what: str = "output") -> Path:

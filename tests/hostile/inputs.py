@@ -127,13 +127,13 @@ def tiny_filesystem(directory: Path, size: str = "4k") -> Iterator[Path]:
 
 def fill(directory: Path) -> None:
     """Fill a (small) file system completely."""
-    with open(directory / "filler", "wb") as f:
-        try:
+    try:
+        with open(directory / "filler", "wb") as f:
             while True:
                 f.write(b"\0" * 4096)
                 f.flush()
-        except OSError:
-            pass
+    except OSError:
+        pass
 
 
 def one_error_line(output: str) -> str:

@@ -14,7 +14,7 @@ from matplat.cli.context import AppContext, pass_app
 from matplat.cli.output import render
 from matplat.cli.progress import byte_bar
 from matplat.errors import InputError
-from matplat.outputs import OutputError, writing
+from matplat.outputs import OutputError, describe_os_error, writing
 
 _CHILD_MIN_BYTES = 1 << 25
 
@@ -155,6 +155,16 @@ def ingest(
                         sha256=hasher if hasher is not None else sha,
                         dry_run=dry_run,
                     )
+        except OSError as e:
+            scratch = tempfile.gettempdir()
+            if isinstance(e, BrokenPipeError) or (
+                e.filename is not None and not str(e.filename).startswith(scratch)
+            ):
+                raise
+            raise OutputError(
+                f"temporary directory {scratch}: {describe_os_error(e)}; nothing was "
+                "ingested (free space there, or set TMPDIR to a larger directory)"
+            ) from None
         finally:
             if hasher is not None:
                 hasher.cancel()
