@@ -157,6 +157,7 @@ def prepare(engine: Engine, req: TrainRequest) -> Prepared:
         raise InputError(f"only {n} materials have graphs of recipe {req.recipe!r} and DFT "
                          f"values: run `platform ingest` and `platform graphs build --recipe "
                          f"{req.recipe}` first")
+    _check_target_values(req, data, np.arange(n))  # before the split is stored
     split_id, subsets, _ = _split_assignment(engine, data, req.split, req.seed)
     idx = {k: np.flatnonzero(subsets == k) for k in ("train", "val", "test")}
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:
@@ -173,17 +174,18 @@ def prepare(engine: Engine, req: TrainRequest) -> Prepared:
 
 
 def _check_target_values(req: TrainRequest, data: GraphData, train_idx: np.ndarray) -> None:
-    """Refuse, before training, targets that no training material has a value of (training
-    on them learns nothing and their metrics cannot be computed)."""
+    """Refuse, before training, targets that none of ``rows`` (all materials, then the
+    training split) has a value of: training learns nothing and no metric exists for them."""
     names = list(data.graphs.target_names)
     values = np.asarray(data.graphs.targets)
     empty = [t for t in req.targets
              if not np.isfinite(values[train_idx, names.index(t)]).any()]
     if empty:
+        which = ("material" if len(train_idx) == len(data.material_ids)
+                 else "material of the training split")
         raise InputError(
-            f"no material of the training split has a DFT value of {', '.join(empty)} "
-            f"({len(train_idx)} training materials with graphs of recipe {req.recipe!r}): "
-            "leave it out of --targets")
+            f"no {which} with a graph of recipe {req.recipe!r} has a DFT value of "
+            f"{', '.join(empty)} ({len(train_idx)} materials): leave it out of --targets")
 
 
 def _train_config(req: TrainRequest, member: int):  # type: ignore[no-untyped-def]
