@@ -64,8 +64,8 @@ def _aware(t: datetime | None) -> datetime | None:
     return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
-def runner_state(engine: Engine, job_id: int) -> tuple[bool, str | None]:
-    """(orphaned?, runner) of an active in-process job."""
+def runner_state(engine: Engine, job_id: int) -> tuple[bool, str | None, str]:
+    """(orphaned?, runner, why) of an active in-process job."""
     with engine.connect() as conn:
         job = conn.execute(select(JOBS.c.updated_at, JOBS.c.created_at).where(
             JOBS.c.id == job_id)).one()
@@ -77,11 +77,12 @@ def runner_state(engine: Engine, job_id: int) -> tuple[bool, str | None]:
             .limit(1)).scalar()
     alive = process_alive(runner)
     if alive is not None:
-        return not alive, runner
+        return not alive, runner, f"its runner {runner} is gone"
     stamps = [t for t in (_aware(job.updated_at), _aware(job.created_at), _aware(last_task))
               if t is not None]
     age = (now() - max(stamps)).total_seconds() if stamps else float("inf")
-    return age > stale_seconds(), runner
+    who = f"its runner {runner}" if runner else "no runner"
+    return age > stale_seconds(), runner, f"{who} has not reported for {age:.0f} s"
 
 
 def mark_orphans(engine: Engine, job_ids: list[int] | None = None) -> list[int]:
@@ -93,10 +94,9 @@ def mark_orphans(engine: Engine, job_ids: list[int] | None = None) -> list[int]:
         candidates = [int(r[0]) for r in conn.execute(stmt)]
     marked = []
     for job_id in candidates:
-        orphaned, runner = runner_state(engine, job_id)
+        orphaned, _runner, who = runner_state(engine, job_id)
         if not orphaned:
             continue
-        who = f"its runner {runner} is gone" if runner else "no process has reported on it"
         reason = (f"{INTERRUPTED} {who} (the command was stopped or lost its database "
                   f"connection); `platform jobs resume {job_id}` finishes it")
         stamp = now()
@@ -118,7 +118,7 @@ def reopen(engine: Engine, job_id: int) -> Any:
     mark_orphans(engine, [job_id])
     job = get_job(engine, job_id)
     if job.status in _ACTIVE:
-        _, runner = runner_state(engine, job_id)
+        _, runner, _ = runner_state(engine, job_id)
         raise PlatformError(f"job {job_id} is {job.status} in {runner or 'another process'}; "
                             "nothing to resume (`platform jobs cancel` stops it)")
     if job.status != "failed" or not (job.error or "").startswith(INTERRUPTED):
