@@ -93,6 +93,15 @@ CATALOGUE: list[tuple[str, list[str]]] = [
     ("jobs-resume-unknown", ["jobs", "resume", "999"]),
     ("worker-without-broker", ["worker"]),
     ("worker-unreachable-broker", ["--broker", "redis://127.0.0.1:9/0", "worker"]),
+    ("discover-unknown-model", ["discover", "--model-tag", "nosuch", "--elements", "Li,O"]),
+    ("discover-bad-tag", ["discover", "--model-tag", "bad tag", "--elements", "Li,O"]),
+    ("hull-unknown-source", ["hull", "build", "--source", "nosuch"]),
+    ("serve-missing-sqlite-folder", ["--db", "sqlite:////nonexistent-dir/x.db", "serve"]),
+    ("serve-bad-port", ["serve", "--port", "99999"]),
+    ("export-structures-proc", ["export", "structures", "/proc/structures", "--format", "cif"]),
+    ("predict-structures-output-no-dir", ["predict", "--model-tag", "m1", "--structures",
+                                          "garbage.sql", "--output", "nodir/x.csv"]),
+    ("ingest-structures-rejects-no-dir", ["ingest", "x.cif", "--rejects", "nodir/r.csv"]),
     ("unknown-command", ["frobnicate"]),
 ]
 

@@ -69,7 +69,7 @@ def predictions(app: AppContext, tag: str, file: str) -> None:
 
 
 @export.command("structures")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path(file_okay=False), callback=checks.output_dir)
 @click.option(
     "--format",
     "fmt",
@@ -88,5 +88,6 @@ def structures(
     back into the same materials)."""
     from matplat.services.structures import export_structures
 
-    s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where)
+    with writing(directory):
+        s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where)
     click.echo(f"wrote {s.written} structures as {fmt} to {directory}")

@@ -11,7 +11,7 @@ import click
 import pandas as pd
 
 from matplat.cli.context import AppContext, pass_app
-from matplat.cli.output import format_option, write
+from matplat.cli.output import format_option, json_text, write
 
 
 @click.group()
@@ -67,7 +67,7 @@ def show(app: AppContext, job_id: int, show_tasks: bool, fmt: str) -> None:
     p = j.progress(engine, job_id)
     tasks = j.get_tasks(engine, job_id) if show_tasks else []
     if fmt == "json":
-        click.echo(json.dumps({
+        click.echo(json_text({
             "id": job.id, "kind": job.kind, "status": job.status, "runner": job.runner,
             "queue": job.queue, "params": job.params, "done": p.done, "total": p.total,
             "error": job.error, "result": job.result, "created": _when(job.created_at),
@@ -75,7 +75,7 @@ def show(app: AppContext, job_id: int, show_tasks: bool, fmt: str) -> None:
             "tasks": [{"seq": t.seq, "status": t.status, "params": t.params, "total": t.total,
                        "done": t.done, "failed": t.failed, "attempts": t.attempts,
                        "worker": t.worker, "error": t.error, "result": t.result}
-                      for t in tasks]}, default=str))
+                      for t in tasks]}))
         return
     pct = f"{100 * p.done / p.total:.0f} %" if p.total else "-"
     click.echo(f"job {job.id}: {job.kind}, {job.status} ({job.runner}, queue {job.queue})")

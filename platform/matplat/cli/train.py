@@ -168,8 +168,10 @@ def train(
         return
     raise_if_failed(job)
     result = job.result or {}
+    n_params = result.get("n_parameters")
     click.echo(
-        f"registered model version {tag} ({result['n_parameters']:,} parameters, "
+        f"registered model version {tag} "
+        f"({f'{n_params:,}' if isinstance(n_params, int) else '?'} parameters, "
         f"{req.ensemble} member(s))"
     )
     test = (result.get("metrics") or {}).get("test") or {}
@@ -215,6 +217,7 @@ def train(
 @click.option(
     "--output",
     type=click.Path(dir_okay=False),
+    callback=checks.output_file,
     help="With --structures: write the rows to FILE (.csv or .parquet) instead of printing.",
 )
 @click.argument("more_paths", nargs=-1, metavar="")
