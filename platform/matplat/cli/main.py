@@ -12,6 +12,7 @@ from matplat import __version__
 from matplat.cli.context import AppContext
 from matplat.config import load_settings
 from matplat.errors import PlatformError
+from matplat.outputs import describe_os_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -45,6 +46,12 @@ class PlatformGroup(click.Group):
         except sa_exc.DBAPIError as e:
             reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
             click.echo(f"error: database error: {reason}", err=True)
+            sys.exit(1)
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            # A file system that refused a write or read (full, read-only, gone): one line.
+            click.echo(f"error: {describe_os_error(e)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was half-written; rerun to finish", err=True)

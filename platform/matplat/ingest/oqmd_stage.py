@@ -187,11 +187,25 @@ class Staging:
         )
 
     def _add_entries(self, b: RowBatch) -> None:
+        def prototype(name: str | bytes) -> int:
+            # The reader keeps undecodable bytes as surrogates; prototype names are stored
+            # as text, so they must be valid UTF-8.
+            try:
+                text = name.decode("utf-8") if isinstance(name, bytes) else name
+                text.encode("utf-8")
+            except UnicodeError:
+                where = f"byte {b.byte_offset}" if b.byte_offset is not None else "a row"
+                raise DumpFormatError(
+                    f"{self.source}: {where} (INSERT INTO `entries`): prototype_id "
+                    f"{name!r} is not valid UTF-8"
+                ) from None
+            return self._prototype(text)
+
         self._put(
             "entries",
             id=b.array("id", np.int64),
             dup=b.array("duplicate_of_id", np.int64, null=-1),
-            proto=self._codes(b, "prototype_id", self._prototype, -1).astype(np.int32),
+            proto=self._codes(b, "prototype_id", prototype, -1).astype(np.int32),
         )
 
     def _add_formation_energies(self, b: RowBatch) -> None:
