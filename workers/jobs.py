@@ -39,7 +39,9 @@ TASKS = JobTask.__table__
 
 #: Kind name -> module defining ``KIND`` (imported on first use: graphs workers need no torch).
 KIND_MODULES = {
+    "discover": "workers.discover",
     "graphs": "workers.graphs",
+    "hull": "workers.hull",
     "predict": "workers.predict",
     "train": "workers.training",
 }

@@ -1,5 +1,6 @@
 """All models, imported here so that ``Base.metadata`` knows every table."""
 
+from matplat.db.models.discovery import CandidateLineage, DiscoveryRun
 from matplat.db.models.graphs import CrystalGraph, GraphRecipe
 from matplat.db.models.ingest import IngestRun
 from matplat.db.models.jobs import Job, JobTask
@@ -13,23 +14,41 @@ from matplat.db.models.mlmodels import (
     SplitMember,
     TrainingRun,
 )
+from matplat.db.models.provenance import MaterialFile
+from matplat.db.models.stability import (
+    HullBuild,
+    HullDecomposition,
+    HullSystem,
+    MaterialHull,
+    StabilityMetric,
+)
+from matplat.db.models.summaries import MaterialSummary
 
 __all__ = [
+    "CandidateLineage",
     "CrystalGraph",
     "DatasetSplit",
     "DftProperty",
+    "DiscoveryRun",
     "GraphRecipe",
+    "HullBuild",
+    "HullDecomposition",
+    "HullSystem",
     "IngestRun",
     "Job",
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialSummary",
+    "MaterialFile",
+    "MaterialHull",
     "ModelAlias",
     "ModelMetric",
     "ModelVersion",
     "Prediction",
     "Site",
     "SplitMember",
+    "StabilityMetric",
     "Structure",
     "TrainingRun",
 ]
@@ -41,6 +60,7 @@ PUBLIC_TABLES = (
     "sites",
     "material_elements",
     "dft_properties",
+    "material_files",
     "ingest_runs",
     "graph_recipes",
     "crystal_graphs",
@@ -51,4 +71,9 @@ PUBLIC_TABLES = (
     "predictions",
     "model_metrics",
     "jobs",
+    "hull_builds",
+    "material_hulls",
+    "hull_decompositions",
+    "discovery_runs",
+    "candidates",
 )
