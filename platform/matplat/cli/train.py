@@ -196,7 +196,11 @@ def train(
 @click.option("--model-tag", "tag", callback=checks.tag, help="Model version to predict with.")
 @click.option("--alias", callback=checks.alias,
               help="Use the model version an alias (e.g. production) points at.")
-@click.option("--where", help='SQL condition on materials m, e.g. "m.natoms <= 20".')
+@click.option(
+    "--where",
+    help='SQL condition on materials m, e.g. "m.natoms <= 20" (selected read-only on the '
+    "user-SQL connection, see `platform query`).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True)
 @click.option(
     "--chunk-size",
@@ -261,7 +265,9 @@ def predict(
     check_broker(app)
     plan, job_id = submit_predict(engine, tag=tag, alias=alias, where=where,
                                   batch_size=batch_size, chunk_size=chunk_size,
-                                  runner=runner_name(app))
+                                  runner=runner_name(app),
+                                  query_engine=app.query_engine() if where else None,
+                                  timeout=app.settings.query_timeout)
     if job_id is None:
         click.echo(
             f"model {plan.tag}: all {len(plan.selected)} selected materials already have "
