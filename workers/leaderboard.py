@@ -32,6 +32,7 @@ from matplat.db.models.mlmodels import (
     ModelMetric,
     ModelPairMetric,
 )
+from matplat.db.models.stability import StabilityMetric
 
 #: DFT value above which a material is an insulator (band gap, eV) or magnetic (μB/atom).
 CLASS_THRESHOLDS = {"band_gap": 0.0, "magnetization": 0.0}
@@ -46,7 +47,9 @@ def _pivot_sql() -> str:
         f"MAX(CASE WHEN property = '{p}' THEN uncertainty END) AS {p}_uncertainty"
         for p in PROPS)
     cols = ", ".join(f"{p}, {p}_uncertainty, {p}_dft" for p in PROPS)
-    vals = ", ".join(f"w.{p}, w.{p}_uncertainty, d.{p}" for p in PROPS)
+    # The DFT hull distance lives in material_hulls, every other DFT value in dft_properties.
+    vals = ", ".join(f"w.{p}, w.{p}_uncertainty, {'h' if p == 'e_above_hull' else 'd'}.{p}"
+                     for p in PROPS)
     return (
         f"INSERT INTO wide_predictions (model_version_id, material_id, formula, spacegroup, "
         f"split, {cols})\n"
@@ -55,6 +58,7 @@ def _pivot_sql() -> str:
         "  FROM predictions WHERE model_version_id = :mv GROUP BY material_id) w\n"
         "JOIN materials m ON m.id = w.material_id\n"
         "LEFT JOIN dft_properties d ON d.material_id = w.material_id\n"
+        "LEFT JOIN material_hulls h ON h.material_id = w.material_id\n"
         "LEFT JOIN split_members sm ON sm.split_id = :split AND sm.material_id = w.material_id")
 
 
@@ -176,13 +180,23 @@ def _pair_rows(mv: int, sums: dict[tuple, list]) -> Iterable[dict[str, Any]]:
                        "n_closer": int(ca), "n_other_closer": int(cb)}
 
 
-def refresh_metrics(engine: Engine, model_version_id: int) -> int:
-    """Rebuild the snapshot and every summary of one model version; returns metric rows."""
+def refresh_metrics(engine: Engine, model_version_id: int,
+                    thresholds: tuple[float, ...] = ()) -> int:
+    """Rebuild the snapshot and every summary of one model version; returns metric rows.
+
+    The predicted hull distances are derived first (``workers.stability_metrics``), and the
+    discovery metrics use ``thresholds`` (eV/atom) besides the defaults and those stored.
+    """
+    from workers.stability_metrics import derive_hull_predictions, stability_rows, thresholds_of
+
     mv = model_version_id
     with engine.begin() as conn:
         split_id = conn.execute(text("SELECT split_id FROM model_versions WHERE id = :mv"),
                                 {"mv": mv}).scalar_one()
-        for table in ("wide_predictions", "model_metrics", "model_element_metrics"):
+        derive_hull_predictions(conn, mv)
+        stability_thresholds = thresholds_of(conn, mv, thresholds)
+        for table in ("wide_predictions", "model_metrics", "model_element_metrics",
+                      "stability_metrics"):
             conn.execute(text(f"DELETE FROM {table} WHERE model_version_id = :mv"), {"mv": mv})
         conn.execute(text("DELETE FROM model_pair_metrics WHERE model_version_id = :mv "
                           "OR other_model_version_id = :mv"), {"mv": mv})
@@ -218,8 +232,9 @@ def refresh_metrics(engine: Engine, model_version_id: int) -> int:
                     "mae_without": mae_wo, "rmse_without": rmse_wo})
 
         pair_rows = list(_pair_rows(mv, _pair_sums(conn, mv)))
+        stab_rows = stability_rows(conn, mv, stability_thresholds)
         for table, rows in ((ModelMetric, metric_rows), (ModelElementMetric, element_rows),
-                            (ModelPairMetric, pair_rows)):
+                            (ModelPairMetric, pair_rows), (StabilityMetric, stab_rows)):
             if rows:
                 conn.execute(table.__table__.insert(), rows)
     return len(metric_rows)

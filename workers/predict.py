@@ -171,8 +171,15 @@ class RangeCounts:
 def predict_ids(engine: Engine, plan: PredictPlan, todo: list[int], models: list, *,
                 batch_size: int = 2048, chunk_size: int = 20_000, device: str = "auto",
                 build_graphs: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> RangeCounts:
-    """Build missing graphs of ``todo`` materials, predict and write them chunk by chunk."""
+                progress: Callable[[int, int], None] | None = None,
+                timings: dict[str, float] | None = None) -> RangeCounts:
+    """Build missing graphs of ``todo`` materials, predict and write them chunk by chunk.
+
+    ``timings`` (if given) accumulates the seconds spent on ``graphs`` (building), ``predict``
+    (reading graphs and inference) and ``write`` (storing predictions)."""
+    clock = timings if timings is not None else {}
+    for k in ("graphs", "predict", "write"):
+        clock.setdefault(k, 0.0)
     from ml.train import ensemble_predict
     from workers.graphs import build_graphs as build_missing
 
@@ -186,22 +193,28 @@ def predict_ids(engine: Engine, plan: PredictPlan, todo: list[int], models: list
                 "WHERE s.material_id BETWEEN :lo AND :hi"), {"lo": todo[0], "hi": todo[-1]}).all(),
                 dtype=np.int64).reshape(-1, 2)
         sids = pairs[np.isin(pairs[:, 1], np.asarray(todo, dtype=np.int64)), 0]
+        t = time.perf_counter()
         b = build_missing(engine, plan.recipe, ids=sids)
         counts.graphs_built, counts.graphs_failed = b.built, b.failed
+        clock["graphs"] += time.perf_counter() - t
     done = 0
     if progress:
         progress(0, len(todo))
     for i in range(0, len(todo), chunk_size):
         part = todo[i:i + chunk_size]
+        t = time.perf_counter()
         mids, gs, _unusable = _graph_rows(engine, plan.recipe_id, part)
         if len(mids):
             mean, std = ensemble_predict(models, gs, batch_size=batch_size, device=device)
+            clock["predict"] += time.perf_counter() - t
+            t = time.perf_counter()
             with engine.begin() as conn:
                 for k, target in enumerate(plan.targets):
                     unc = std[:, k] if len(models) > 1 else None
                     counts.rows_written += write_predictions(conn, plan.mv_id, mids, target,
                                                              mean[:, k], unc)
             counts.predicted += len(mids)
+            clock["write"] += time.perf_counter() - t
         done += len(part)
         if progress:
             progress(done, len(todo))

@@ -8,9 +8,10 @@ Public API::
     blobs = encode_graph(g); g2 = decode_graph(g.natoms, g.nedges, blobs)
 
 Recipe ``cgc`` searches every periodic image the cutoff reaches; ``cgc-reference27`` only the
-reference's 27 (reproducing its published graphs, misses included). Both cluster with the exact
-1-D 2-means and match ``neighbors_exact_1d_2means`` of the reference data on all 24 structures.
-Batched, ~0.1 ms per OQMD-sized primitive cell on one core (bench/RESULTS_graphs.md).
+reference's 27 images −1..1 (reproducing the reference's candidate search, misses included).
+Both cluster with the exact 1-D 2-means, not the sklearn KMeans of the published graphs, and
+match ``neighbors_exact_1d_2means`` of the reference data on all 24 structures.
+Batched, ~0.1 ms per OQMD-sized primitive cell on one core (bench/RESULTS.md, "Crystal graphs").
 
 See ``builder`` for the definition, ``neighbors`` for the exact image search, ``cluster`` for
 the exact 1-D 2-means, ``primitive`` for the primitive-cell step, ``codec`` for the storage

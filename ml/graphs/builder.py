@@ -1,6 +1,6 @@
 """Build crystal graphs: primitive cell, cutoffs, candidate images, 2-means neighbour selection.
 
-Per structure (reference: Tony-Y/cgnn ``tools/mp_graph.py``; exact arithmetic in DESIGN.md):
+Per structure (reference: Tony-Y/cgnn ``tools/mp_graph.py``):
     r_k = atomic radius of atom k; factor = (V / ((4 pi / 3) * sum_k r_k^3))^(1/3) * 1.2
     cutoff_ij = (r_i + r_j) * factor        (scale-invariant)
     candidates of j: every image of every i with 1e-8 < d < cutoff_ij (a multigraph)

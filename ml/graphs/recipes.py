@@ -79,7 +79,7 @@ RECIPES: Mapping[str, GraphRecipe] = MappingProxyType(
     }
 )
 """The known recipes: ``cgc`` (exact image search, our definition) and ``cgc-reference27``
-(the reference's 27-image search, reproducing its published graphs including its misses)."""
+(the reference's 27-image search, misses included; clustered with the exact 1-D 2-means)."""
 
 
 def get_recipe(recipe: str | GraphRecipe) -> GraphRecipe:

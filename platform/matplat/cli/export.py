@@ -62,3 +62,27 @@ def predictions(app: AppContext, tag: str, file: str) -> None:
     else:
         raise InputError(f"{file}: expected a .csv or .parquet file name")
     click.echo(f"wrote {len(df)} predictions of {tag} to {file}")
+
+
+@export.command("structures")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cif", "poscar", "extxyz", "json"]),
+    required=True,
+    help="File format (one file per material).",
+)
+@click.option("--source", help="Only materials of this source (e.g. oqmd, or a folder's name).")
+@click.option("--where", help='SQL condition on materials m, e.g. "m.natoms <= 20".')
+@pass_app
+def structures(
+    app: AppContext, directory: str, fmt: str, source: str | None, where: str | None
+) -> None:
+    """Write structures as files through pymatgen/ASE (CIF and POSCAR get properties.csv
+    with the DFT values: `platform ingest DIR --properties DIR/properties.csv` reads them
+    back into the same materials)."""
+    from matplat.services.structures import export_structures
+
+    s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where)
+    click.echo(f"wrote {s.written} structures as {fmt} to {directory}")

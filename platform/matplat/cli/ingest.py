@@ -1,4 +1,5 @@
-"""``platform ingest``: an OQMD dump (.sql, .sql.gz, -) or a live qmdb server into our tables."""
+"""``platform ingest``: an OQMD dump (.sql, .sql.gz, -), a live qmdb server, a CGNN data-set
+folder or crystal structure files (:mod:`matplat.cli.ingest_structures`) into our tables."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _is_db_url(path: str) -> bool:
 
 
 @click.command()
-@click.argument("path")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option(
     "--rule",
     type=click.Choice(["cgnn", "oqmd-api"]),
@@ -36,18 +37,33 @@ def _is_db_url(path: str) -> bool:
     "--rejects",
     "rejects_path",
     type=click.Path(dir_okay=False),
-    help="Write the skipped entries and the reasons to FILE (TSV).",
+    help="Write the skipped entries and the reasons to FILE (dump: TSV; structures: CSV).",
 )
 @click.option("--force", is_flag=True, help="Re-read a file even if it was ingested before.")
+@click.option(
+    "--source",
+    help="Structure files: source name of their materials (default: the folder or file name).",
+)
+@click.option(
+    "--properties",
+    type=click.Path(dir_okay=False),
+    help="Structure files: CSV/parquet with a name column and DFT values to attach.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Structure files: any rejected structure fails the ingest."
+)
 @pass_app
 def ingest(
     app: AppContext,
-    path: str,
+    paths: tuple[str, ...],
     rule: str,
     limit: int | None,
     dry_run: bool,
     rejects_path: str | None,
     force: bool,
+    source: str | None,
+    properties: str | None,
+    strict: bool,
 ) -> None:
     """Stream an OQMD mysqldump (PATH: .sql, .sql.gz, or - for stdin) into the database.
 
@@ -55,7 +71,21 @@ def ingest(
     CGNN reference format (graph_data.npz, config.json, targets.csv, split.json), whose graphs
     are stored under the recipe dataset:<folder name>. Rerunning on the same
     dump changes nothing; a newer dump adds new entries and updates changed ones.
+
+    PATHs may also be crystal structure files, folders of them or globs: CIF (every block),
+    POSCAR/CONTCAR/*.vasp, extended XYZ (every frame), pymatgen Structure or
+    ComputedStructureEntry JSON (.json, .jsonl) and ASE databases (.db). Each structure
+    becomes a material of --source; rejected ones are listed with the reason.
     """
+    from matplat.cli import ingest_structures
+
+    if ingest_structures.is_structure_input(paths):
+        ingest_structures.run(app, paths, source=source, properties=properties, strict=strict,
+                              dry_run=dry_run, rejects_path=rejects_path)
+        return
+    if source or properties or strict:
+        raise click.UsageError("--source, --properties and --strict apply to structure files")
+    path = paths[0]
     from matplat.ingest import loader
     from matplat.ingest.oqmd import RULES, extract, extract_dump
 

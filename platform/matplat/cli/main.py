@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -17,6 +18,23 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 class PlatformGroup(click.Group):
     """Turns domain errors into one line on stderr and exit 1 (usage errors exit 2)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            if getattr(ctx, "_matplat_listing", False):
+                return _Summary(cmd_name, COMMANDS[cmd_name][2])
+            self.add_command(_load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        ctx._matplat_listing = True  # type: ignore[attr-defined]
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            ctx._matplat_listing = False  # type: ignore[attr-defined]
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
@@ -61,35 +79,47 @@ def cli(
     ctx.obj = AppContext(settings=settings)
 
 
-def _register() -> None:
-    from matplat.cli import (
-        db,
-        export,
-        graphs,
-        ingest,
-        jobs,
-        models,
-        query,
-        sample,
-        status,
-        train,
-    )
+# name: (module, attribute, one-line summary). Commands are imported only when run, so that
+# `platform --help` loads neither pandas nor alembic nor torch (tests/cli/test_cli_startup.py
+# checks each summary against its command's own help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "db": ("matplat.cli.db", "db", "Database schema: upgrade, downgrade, current revision."),
+    "status": ("matplat.cli.status", "status",
+               "Row counts of every public table and the schema revision."),
+    "query": ("matplat.cli.query", "query", "Run read-only SQL (SELECT/WITH) and print the rows."),
+    "ingest": ("matplat.cli.ingest", "ingest",
+               "Stream an OQMD mysqldump (PATH: .sql, .sql.gz, or - for stdin) into the database."),
+    "sample": ("matplat.cli.sample", "sample",
+               "Generate synthetic inputs (clearly marked synthetic)."),
+    "graphs": ("matplat.cli.graphs", "graphs",
+               "Crystal graphs (CGNN crystal graph coordinator), stored per recipe."),
+    "hull": ("matplat.cli.hull", "hull",
+             "Thermodynamic stability: distance of every material to the convex hull of its system."),
+    "models": ("matplat.cli.models", "models",
+               "Registered model versions: list, show, alias, export, import, delete."),
+    "train": ("matplat.cli.train", "train",
+              "Train a CGNN on the stored graphs and register it as model version TAG."),
+    "predict": ("matplat.cli.train", "predict",
+                "Predict every selected material's properties and write them into `predictions`."),
+    "export": ("matplat.cli.export", "export",
+               "Export graphs in the CGNN reference format, or predictions as CSV/Parquet."),
+    "jobs": ("matplat.cli.jobs", "jobs",
+             "Long work (graph builds, training, predictions) and its progress, on any machine."),
+    "worker": ("matplat.cli.jobs", "worker",
+               "Start a Celery worker with the platform's settings (extra arguments go to Celery)."),
+}
 
-    cli.add_command(db.db)
-    cli.add_command(status.status)
-    cli.add_command(query.query)
-    cli.add_command(ingest.ingest)
-    cli.add_command(sample.sample)
-    cli.add_command(graphs.graphs)
-    cli.add_command(models.models)
-    cli.add_command(train.train)
-    cli.add_command(train.predict)
-    cli.add_command(export.export)
-    cli.add_command(jobs.jobs)
-    cli.add_command(jobs.worker)
+
+def _load(name: str) -> click.Command:
+    module, attr, _ = COMMANDS[name]
+    return getattr(importlib.import_module(module), attr)
 
 
-_register()
+class _Summary(click.Command):
+    """Stands in for a command in the help listing without importing it."""
+
+    def __init__(self, name: str, summary: str) -> None:
+        super().__init__(name, help=summary)
 
 
 def main() -> None:

@@ -182,6 +182,20 @@ def train(
     help="Materials per task (one message on a broker) and per commit.",
 )
 @no_wait_option
+@click.option(
+    "--structures",
+    "structures",
+    multiple=True,
+    metavar="PATH...",
+    help="Structure files, folders or globs: ingest them, predict them, print one row each.",
+)
+@click.option("--source", help="With --structures: source name (default: folder or file name).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="With --structures: write the rows to FILE (.csv or .parquet) instead of printing.",
+)
+@click.argument("more_paths", nargs=-1, metavar="")
 @pass_app
 def predict(
     app: AppContext,
@@ -191,15 +205,32 @@ def predict(
     batch_size: int,
     chunk_size: int,
     no_wait: bool,
+    structures: tuple[str, ...],
+    source: str | None,
+    output: str | None,
+    more_paths: tuple[str, ...],
 ) -> None:
     """Predict every selected material's properties and write them into `predictions`.
 
-    With a broker the material ranges go to workers on queue `gpu`.
+    With a broker the material ranges go to workers on queue `gpu`. With --structures PATH...
+    the files are ingested (as `platform ingest`), predicted in this process and printed.
     """
     from workers.predict import PredictSummary, submit_predict
 
     if (tag is None) == (alias is None):
         raise click.UsageError("give exactly one of --model-tag or --alias")
+    if structures or more_paths:
+        if not structures:
+            raise click.UsageError(f"unexpected argument {more_paths[0]!r} (use --structures)")
+        if where or no_wait:
+            raise click.UsageError("--where and --no-wait do not apply to --structures")
+        from matplat.cli.predict_structures import run as run_structures
+
+        run_structures(app, tag=tag, alias=alias, paths=structures + more_paths, source=source,
+                       output=output, batch_size=batch_size)
+        return
+    if source or output:
+        raise click.UsageError("--source and --output apply to --structures")
     engine = app.engine()
     check_no_wait(app, no_wait)
     check_broker(app)

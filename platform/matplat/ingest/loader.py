@@ -226,11 +226,14 @@ def load_chunks(
     sha256: str | BackgroundSha256 | None = None,
     dry_run: bool = False,
     source_kind: str = "oqmd-dump",
+    make_writer: Callable[[Any, str, int | None], ChunkWriter] = ChunkWriter,
 ) -> IngestSummary:
     """Write every chunk in ONE transaction and record the ingest run; roll back on error.
 
     ``sha256`` is the file's digest, or a :class:`BackgroundSha256` started once the
     chunks are written (the CLI then hashes the file beside the index builds).
+    ``make_writer(conn, rule, run_id)`` makes the chunk writer (structure files: one that
+    also writes their provenance).
     """
     summary = IngestSummary(
         source=source_name,
@@ -262,7 +265,7 @@ def load_chunks(
                         n_rejected=0,
                     )
                 )
-            writer = ChunkWriter(conn, rule, run_id)
+            writer = make_writer(conn, rule, run_id)
             if not writer.defer_constraints() and isinstance(sha256, BackgroundSha256):
                 sha256.start()  # no index builds at the end to hide it behind
 

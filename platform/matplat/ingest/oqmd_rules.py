@@ -2,7 +2,7 @@
 
 Inputs are the needed columns of ``calculations``, ``entries`` and ``formation_energies``
 as arrays (NULL ids as -1, NULL floats as NaN); the output is one row per material, sorted
-by ``source_id``. The rules are those of DESIGN.md ("OQMD dump facts"):
+by ``source_id``. The rules (also in the README's "Ingest selection rules"):
 
 ``cgnn`` (reproduces the CGNN OQMD v1.2 data set):
   1. materials = distinct ``duplicate_of_id`` (non-NULL) of the entries owning a calculation

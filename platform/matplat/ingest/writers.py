@@ -81,10 +81,13 @@ def _plain(col: Any) -> Any:
 class ChunkWriter:
     """Writes chunks on one connection inside the caller's transaction."""
 
-    def __init__(self, conn: Connection, rule: str, run_id: int | None) -> None:
+    def __init__(
+        self, conn: Connection, rule: str, run_id: int | None, *, source: str = SOURCE
+    ) -> None:
         self.conn = conn
         self.rule = rule
         self.run_id = run_id
+        self.source = source  # materials.source of every row (structure files: their name)
         self.pg = conn.dialect.name == "postgresql"
         self.counts = Counts()
         self.next_material_id = _next_id(conn, "materials")
@@ -92,7 +95,7 @@ class ChunkWriter:
         # per-chunk lookup (the unique constraint still guards against duplicates).
         self.none_stored = (
             conn.execute(
-                text("SELECT 1 FROM materials WHERE source = :s LIMIT 1"), {"s": SOURCE}
+                text("SELECT 1 FROM materials WHERE source = :s LIMIT 1"), {"s": source}
             ).first()
             is None
         )
@@ -174,14 +177,15 @@ class ChunkWriter:
         n = len(chunk.source_id)
         if n == 0:
             return
-        source_ids = [str(int(s)) for s in chunk.source_id]
+        # OQMD ids are integers; structure files name their materials.
+        source_ids = [s if isinstance(s, str) else str(int(s)) for s in chunk.source_id]
         hashes = list(chunk.content_hash)
         if self.none_stored:
             new_idx = list(range(n))
             upd_idx: list[int] = []
             existing: dict[str, tuple[int, str]] = {}
         else:
-            existing = _existing(self.conn, source_ids)
+            existing = _existing(self.conn, source_ids, self.source)
             new_idx, upd_idx = [], []
             for i, sid in enumerate(source_ids):
                 hit = existing.get(sid)
@@ -284,7 +288,7 @@ class ChunkWriter:
             "materials",
             {
                 "id": material_ids[sel],
-                "source": np.full(m, SOURCE.encode(), dtype=f"S{len(SOURCE)}"),
+                "source": np.full(m, self.source.encode(), dtype=f"S{len(self.source.encode())}"),
                 "source_id": np.asarray([source_ids[i].encode() for i in new_idx], dtype="S"),
                 "formula": [chunk.formula[i] for i in new_idx],
                 "composition": [chunk.composition[i] for i in new_idx],
@@ -310,7 +314,7 @@ class ChunkWriter:
             {
                 "id": mids,
                 "material_id": mids,
-                "source_structure_id": np.asarray(chunk.structure_id, dtype=np.int64)[write],
+                "source_structure_id": _nullable(chunk.structure_id, write),
                 "natoms": np.asarray(chunk.natoms)[write].astype(np.int32),
                 "volume": np.asarray(chunk.volume, dtype=np.float64)[write],
                 "lattice": lattice.reshape(len(write), 9).view("V72").reshape(-1),
@@ -356,7 +360,7 @@ class ChunkWriter:
                     name: np.asarray(getattr(chunk, name), dtype=np.float64)[write]
                     for name in _PROPERTIES
                 },
-                "source_calculation_id": np.asarray(chunk.calculation_id, dtype=np.int64)[write],
+                "source_calculation_id": _nullable(chunk.calculation_id, write),
                 "selection_rule": np.full(
                     len(write), self.rule.encode(), dtype=f"S{len(self.rule)}"
                 ),
@@ -368,7 +372,15 @@ def _next_id(conn: Connection, table: str) -> int:
     return int(conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one()) + 1
 
 
-def _existing(conn: Connection, source_ids: list[str]) -> dict[str, tuple[int, str]]:
+def _nullable(ids: Any, rows: np.ndarray) -> np.ma.MaskedArray:
+    """Source ids of the written rows; negative ids (none: structure files) are NULL."""
+    v = np.asarray(ids, dtype=np.int64)[rows]
+    return np.ma.masked_array(v, mask=v < 0)
+
+
+def _existing(
+    conn: Connection, source_ids: list[str], source: str = SOURCE
+) -> dict[str, tuple[int, str]]:
     """(source_id → (material id, content hash)) for the chunk's materials already stored."""
     out: dict[str, tuple[int, str]] = {}
     stmt = text(
@@ -377,7 +389,7 @@ def _existing(conn: Connection, source_ids: list[str]) -> dict[str, tuple[int, s
     ).bindparams(bindparam("ids", expanding=True))
     for i in range(0, len(source_ids), 2000):
         part = source_ids[i : i + 2000]
-        for sid, mid, h in conn.execute(stmt, {"source": SOURCE, "ids": part}):
+        for sid, mid, h in conn.execute(stmt, {"source": source, "ids": part}):
             out[sid] = (int(mid), h)
     return out
 

@@ -107,7 +107,9 @@ class DftProperty(Base):
     """The DFT values of a material's four CGNN targets, with provenance.
 
     Units: formation energy eV/atom, volume per atom Å³/atom, band gap eV, magnetization
-    μB/atom (absolute); ``volume_deviation`` = 1 − V_atoms/V_cell.
+    μB/atom (absolute); ``volume_deviation`` = 1 − V_atoms/V_cell; ``oqmd_stability``: OQMD's
+    own hull distance (``formation_energies.stability`` of the chosen row, eV/atom) where the
+    dump has it, to compare with the platform's ``material_hulls.e_above_hull``.
     """
 
     __tablename__ = "dft_properties"
@@ -121,5 +123,6 @@ class DftProperty(Base):
     magnetization: Mapped[float | None] = mapped_column(Double)
     total_magnetization: Mapped[float | None] = mapped_column(Double)
     volume_deviation: Mapped[float | None] = mapped_column(Double)
+    oqmd_stability: Mapped[float | None] = mapped_column(Double)
     source_calculation_id: Mapped[int | None] = mapped_column(BigInteger)
     selection_rule: Mapped[str] = mapped_column(String(32))

@@ -29,7 +29,11 @@ PREDICTED_PROPERTIES = (
     "band_gap",
     "magnetization",
     "volume_deviation",
+    "e_above_hull",
 )
+#: Derived properties: written by the leaderboard refresh from other predictions (the hull
+#: distance from the predicted formation energy), never a training target.
+DERIVED_PROPERTIES = ("e_above_hull",)
 
 
 class DatasetSplit(Base):
@@ -232,6 +236,9 @@ class WidePrediction(Base):
     volume_deviation: Mapped[float | None] = mapped_column(Double)
     volume_deviation_uncertainty: Mapped[float | None] = mapped_column(Double)
     volume_deviation_dft: Mapped[float | None] = mapped_column(Double)
+    e_above_hull: Mapped[float | None] = mapped_column(Double)
+    e_above_hull_uncertainty: Mapped[float | None] = mapped_column(Double)
+    e_above_hull_dft: Mapped[float | None] = mapped_column(Double)
     refreshed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
