@@ -105,6 +105,7 @@ class Prepared:
     split_name: str
     idx: dict[str, np.ndarray]
     model_cfg: Any
+    notes: list[str] = field(default_factory=list)
 
     def subsets(self):  # type: ignore[no-untyped-def]
         gs = self.data.graphs
@@ -137,6 +138,22 @@ def prepare(engine: Engine, req: TrainRequest) -> Prepared:
                               **req.model_overrides)
     return Prepared(recipe_id=recipe_id, data=data, split_id=split_id, split_name=split_name,
                     idx=idx, model_cfg=model_cfg)
+
+
+def cap_batch_size(req: TrainRequest, prep: Prepared) -> tuple[TrainRequest, str | None]:
+    """``req`` with its batch size capped for a small training set (``ml.train.batch_size_cap``)
+    and the sentence saying so, or ``req`` unchanged and None."""
+    from ml.train import MIN_STEPS_PER_EPOCH, batch_size_cap
+
+    n_train = int(len(prep.idx["train"]))
+    asked = _train_config(req, 0).batch_size
+    cap = batch_size_cap(n_train)
+    if asked <= cap:
+        return req, None
+    fixed = dataclasses.replace(req, train_overrides={**req.train_overrides, "batch_size": cap})
+    return fixed, (f"batch size {asked} capped to {cap}: the training set has {n_train} "
+                   f"materials, and an epoch should make at least {MIN_STEPS_PER_EPOCH} "
+                   "optimiser steps")
 
 
 def _train_config(req: TrainRequest, member: int):  # type: ignore[no-untyped-def]
@@ -239,6 +256,7 @@ def train_and_register(engine: Engine, req: TrainRequest,
     """Train ``req`` in this process and register it under ``req.tag`` (library use; the CLI
     runs the same steps as a job, one task per member, see :func:`submit_train`)."""
     prep = prepare(engine, req)
+    req, _note = cap_batch_size(req, prep)
     runs = [train_member(engine, req, prep, m, progress)[1] for m in range(req.ensemble)]
     return register(engine, req, prep, [r for r in runs if r is not None])
 
@@ -262,10 +280,17 @@ def _request_from(params: dict[str, Any], device: str) -> TrainRequest:
 
 def submit_train(engine: Engine, req: TrainRequest, *, runner: str = "in-process",
                  budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> tuple[int, Prepared]:
-    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member."""
+    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member.
+
+    The batch size is capped for a small training set (:func:`cap_batch_size`); the sentence
+    saying so is in ``prep.notes``.
+    """
     from workers.jobs import TaskSpec, create_job
 
     prep = prepare(engine, req)
+    req, note = cap_batch_size(req, prep)
+    if note:
+        prep.notes.append(note)
     fixed = dataclasses.replace(req, split=prep.split_name)
     epochs = _train_config(req, 0).epochs
     params = {"request": _request_params(fixed), "snapshot": prep.data.snapshot_hash,

@@ -134,9 +134,11 @@ def train(
     engine = app.engine()
     check_no_wait(app, no_wait)
     check_broker(app)
-    job_id, _prep = submit_train(
+    job_id, prep = submit_train(
         engine, req, runner=runner_name(app), budget_seconds=slice_seconds
     )
+    for note in prep.notes:
+        click.echo(note)
 
     def postfix(ep: dict[str, Any]) -> str:
         val = ep.get("val_mae") or {}

@@ -24,7 +24,9 @@ The DFT values have a known truth: every relaxed output of an entry is one "rela
 cell plus seeded Gaussian noise (formulas and noise floors there). Duplicates share their
 original's relaxed cell and values. So a model can learn them: with the ``cgnn`` rule,
 material values are truth + noise except for ~2% whose first formation-energy row is the
-``nothing`` fit (off by N(0.3, 0.2) eV/atom) and the rare NULL or ≥ 5 eV/atom rows.
+``nothing`` fit (off by N(0.3, 0.2) eV/atom) and the rare NULL rows; the 1% of entries
+with values ≥ 5 eV/atom have them in every row, so the rule drops them (unless a
+duplicate has a sound value, which then wins as the lowest).
 
 The generator streams: each block of entries is generated once (numpy, seeded by
 ``(seed, block)``, so the output is a pure function of ``seed`` and ``entries``), its rows
@@ -358,6 +360,7 @@ class _Generator:
             )
         moment = values["magnetization"] * n * (1.0 if rng.random() < 0.7 else -1.0)
         gap = values["band_gap"]
+        unphysical = rng.random() < 0.01  # formation energies >= 5 eV/atom
         energy_pa = float(rng.normal(-5.0, 1.5))
         input_id, _ = self._structure(rng, eid, "input", s, None, formula, None, None, atoms, cols)
         u = rng.random()
@@ -423,7 +426,9 @@ class _Generator:
             if out_id is not None:
                 prev = out_id
             if label in _FINAL_LABELS and (converged == 1 or rng.random() < 0.5):
-                self._formation_energies(rng, eid, cid, formula, values["formation_energy"], rows)
+                self._formation_energies(
+                    rng, eid, cid, formula, values["formation_energy"], unphysical, rows
+                )
         if rng.random() < 0.05:
             self.ids.meta += 1
             rows["meta_data"].append(f"({self.ids.meta},'keyword',{self._long_text(rng, 1, 30)})")
@@ -435,11 +440,11 @@ class _Generator:
         cid: int,
         formula: str,
         de: float,
+        unphysical: bool,
         rows: dict[str, list[str]],
     ) -> None:
-        u = rng.random()
-        if u < 0.01:
-            de = float(5.0 + rng.exponential(2.0))  # unphysical, filtered by the cgnn rule
+        if unphysical:  # every row of the entry: the cgnn rule drops the material
+            de = float(5.0 + rng.exponential(2.0))
         fits: list[tuple[str, float | None]] = []
         if rng.random() > 0.03:
             fits.append(("standard", None if rng.random() < 0.01 else de))
