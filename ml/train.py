@@ -75,6 +75,9 @@ class TrainConfig:
     compile: bool = False
     eval_batch_size: int | None = None
     deterministic: bool = True
+    #: Train on standardised targets (mean 0, std 1 over the training set); False trains on
+    #: raw values with a plain MSE, as the reference does.
+    standardize: bool = True
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -335,6 +338,8 @@ def train_model(
         torch.manual_seed(tc.seed)
         model = CGNN(model_config)
         mean, std = target_statistics(train_set, model_config)
+        if not tc.standardize:
+            mean, std = np.zeros_like(mean), np.ones_like(std)
         model.set_target_stats(mean, std)
         model.to(device)
         forward: Callable[[Batch], Tensor] = model

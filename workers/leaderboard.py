@@ -34,9 +34,12 @@ from matplat.db.models.mlmodels import (
     ModelPairMetric,
 )
 from matplat.db.models.stability import StabilityMetric
+from ml.metrics import BAND_GAP_THRESHOLD, MAGNETIZATION_THRESHOLD
 
-#: DFT value above which a material is an insulator (band gap, eV) or magnetic (μB/atom).
-CLASS_THRESHOLDS = {"band_gap": 0.0, "magnetization": 0.0}
+#: DFT value above which a material is an insulator (band gap, eV) or magnetic (μB/atom): the
+#: named constants of ``ml.metrics`` (0: OQMD and the synthetic data store exactly 0 for
+#: metals and non-magnetic results), recorded with each model's metrics at registration.
+CLASS_THRESHOLDS = {"band_gap": BAND_GAP_THRESHOLD, "magnetization": MAGNETIZATION_THRESHOLD}
 
 PROPS = PREDICTED_PROPERTIES
 _SUBSET = "COALESCE(w.split, 'none')"

@@ -51,6 +51,14 @@ def _load_config(path: str | None) -> dict[str, Any]:
     default=None,
     help="Architecture preset [default: no-edgenet].",
 )
+@click.option(
+    "--setup",
+    type=click.Choice(["platform", "paper"]),
+    default="platform",
+    show_default=True,
+    help="paper: one of the paper's four targets per model, linear output, raw targets, fp32, "
+    "the reference's Adam/schedule/batch 512/300 epochs, preset complete (options still win).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs [default 300, as the paper].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [default 512].")
 @click.option("--lr", type=float, help="Learning rate [default 1e-3].")
@@ -85,6 +93,7 @@ def train(
     tag: str,
     targets: str | None,
     preset: str | None,
+    setup: str,
     epochs: int | None,
     batch_size: int | None,
     lr: float | None,
@@ -102,7 +111,13 @@ def train(
     With a broker each ensemble member is a task on queue `gpu` (trained in slices of at most
     10 minutes per message, from checkpoints), and the last one registers the model.
     """
-    from workers.training import DEFAULT_TARGETS, TrainRequest, submit_train
+    from workers.training import (
+        DEFAULT_TARGETS,
+        PAPER_PRESET,
+        TrainRequest,
+        paper_setup,
+        submit_train,
+    )
 
     cfg = _load_config(config_path)
     target_list = (
@@ -119,17 +134,26 @@ def train(
     ):
         if value is not None:
             training[key] = value
+    model_overrides = dict(cfg.get("model", {}))
+    default_preset = "no-edgenet"
+    if setup == "paper":
+        if len(target_list) != 1:
+            raise InputError("--setup paper trains one target per model: give --targets T")
+        paper_model, training = paper_setup(target_list[0], training)
+        model_overrides = {**paper_model, **model_overrides}
+        default_preset = PAPER_PRESET
     req = TrainRequest(
         tag=tag,
         targets=target_list,
-        preset=preset or cfg.get("preset") or "no-edgenet",
+        preset=preset or cfg.get("preset") or default_preset,
         recipe=recipe,
         split=split_name,
         seed=seed if seed is not None else int(cfg.get("seed", 12345)),
         ensemble=ensemble,
-        model_overrides=dict(cfg.get("model", {})),
+        model_overrides=model_overrides,
         train_overrides=training,
         device=app.settings.device,
+        setup=setup,
     )
     engine = app.engine()
     check_no_wait(app, no_wait)
