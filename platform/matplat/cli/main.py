@@ -108,6 +108,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Long work (graph builds, training, predictions) and its progress, on any machine."),
     "worker": ("matplat.cli.jobs", "worker",
                "Start a Celery worker with the platform's settings (extra arguments go to Celery)."),
+    "serve": ("matplat.cli.serve", "serve",
+              "Serve OPTIMADE at /optimade/v1/ and the web pages at / (read-only)."),
+    "discover": ("matplat.cli.discover", "discover",
+                 "Substitute species into known structures, predict the candidates, rank by "
+                 "stability."),
 }
 
 
