@@ -140,6 +140,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Train a CGNN on the stored graphs and register it as model version TAG."),
     "predict": ("matplat.cli.train", "predict",
                 "Predict every selected material's properties and write them into `predictions`."),
+    "reproduce": ("matplat.cli.reproduce", "reproduce", "Reproduce published results on your data."),
     "export": ("matplat.cli.export", "export",
                "Export graphs in the CGNN reference format, or predictions as CSV/Parquet."),
     "jobs": ("matplat.cli.jobs", "jobs",
