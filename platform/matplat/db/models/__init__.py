@@ -22,6 +22,7 @@ from matplat.db.models.stability import (
     MaterialHull,
     StabilityMetric,
 )
+from matplat.db.models.summaries import MaterialSummary
 
 __all__ = [
     "CandidateLineage",
@@ -38,6 +39,7 @@ __all__ = [
     "JobTask",
     "Material",
     "MaterialElement",
+    "MaterialSummary",
     "MaterialFile",
     "MaterialHull",
     "ModelAlias",
