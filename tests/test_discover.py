@@ -188,6 +188,15 @@ def test_rerun_adds_nothing_and_resumes_an_interrupted_job(
     assert resumed == full
 
 
+def test_a_run_name_keeps_its_targets(trained: TestDatabase) -> None:
+    ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo")
+    before = counts(trained)
+    result = run(trained.url, "discover", "--model-tag", "v3", "--elements", "Ca,O", "--name",
+                 "mgo")
+    assert result.exit_code == 1 and "choose another --name" in result.stderr
+    assert counts(trained) == before
+
+
 def test_no_hull_built_is_an_error(trained: TestDatabase) -> None:
     result, unchanged = trained.before_hulls  # type: ignore[attr-defined]
     assert result.exit_code == 1 and unchanged

@@ -269,12 +269,16 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
         if load_hull(engine, t.elements, ref) is None:
             raise InputError(f"no DFT hull for the {_system_name(t.elements)} system: no material "
                              "of it or of its subsystems has a DFT formation energy")
+    params = {"elements": sorted(req.elements) if req.elements else None,
+              "compositions": sorted(req.compositions) if req.compositions else None,
+              "max_atoms": req.max_atoms, "min_probability": req.min_probability,
+              "limit": req.limit}
     with engine.connect() as conn:
-        run = conn.execute(select(DiscoveryRun.id, DiscoveryRun.model_version_id).where(
-            DiscoveryRun.name == name)).first()
-    if run is not None and run[1] != mv_id:
-        raise InputError(f"discovery run {name!r} was made with another model version; "
-                         "choose another --name")
+        run = conn.execute(select(DiscoveryRun.id, DiscoveryRun.model_version_id,
+                                  DiscoveryRun.params).where(DiscoveryRun.name == name)).first()
+    if run is not None and (run[1] != mv_id or run[2] != params):
+        raise InputError(f"discovery run {name!r} was made with another model version or other "
+                         "targets and limits; choose another --name")
     parents = load_parents(engine, {len(t.elements) for t in targets}, req.max_atoms)
     cands = generate_candidates(parents, targets, substitution_table(),
                                 min_probability=req.min_probability)
@@ -295,9 +299,6 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
                         already=len(cands) - len(fresh) + len(stored), planned=len(todo))
     with engine.begin() as conn:
         if run is None:
-            params = {"elements": req.elements, "compositions": req.compositions,
-                      "max_atoms": req.max_atoms, "min_probability": req.min_probability,
-                      "limit": req.limit}
             conn.execute(insert(DiscoveryRun.__table__).values(
                 name=name, model_version_id=mv_id, params=params))
         plan.run_id = int(conn.execute(select(DiscoveryRun.id).where(
