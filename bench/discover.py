@@ -298,6 +298,7 @@ def main() -> None:
             "SELECT m.formula FROM materials m WHERE m.source LIKE 'candidates:b%'"))})
     one = TaskTimes()
     ts = time.perf_counter()
+    cpu0 = time.process_time()
     plan, job_id = plan_discover(engine, DiscoverRequest(
         tag="b", compositions=formulas, name="all", min_probability=args.min_probability))
     plan_one = time.perf_counter() - ts
@@ -308,8 +309,10 @@ def main() -> None:
                            items=task.params["candidates"], device="cpu", times=one)["stored"]
         jobs.cancel(engine, job_id)
     dt = time.perf_counter() - ts
+    cpu = time.process_time() - cpu0
     print(f"\none run, {len(formulas)} compositions: {n} candidates stored in {dt:.2f} s: "
-          f"{n / dt:.0f} candidates/s")
+          f"{n / dt:.0f} candidates/s; {cpu:.2f} CPU s in this process: {n / cpu:.0f} "
+          "candidates per CPU second (load-independent)")
     stages = {"plan (parents, enumerate, dedup)": plan_one, "read + substitute + assemble":
               one.read, "graphs": one.graphs, "predict": one.predict,
               "hull distances": one.hull, "write": one.write}
