@@ -162,7 +162,7 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
 
 def test_rerun_adds_nothing_and_resumes_an_interrupted_job(
         trained: TestDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import discover, jobs
+    from workers import discover, discover_plan, jobs
 
     ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo-a")
     before = counts(trained)
@@ -173,7 +173,7 @@ def test_rerun_adds_nothing_and_resumes_an_interrupted_job(
                 "discovery_runs r ON r.id = c.run_id JOIN materials m ON m.id = c.material_id "
                 "WHERE r.name = 'mgo-a' ORDER BY 1, 2")
     # interrupted: one task of a one-candidate-per-task job ran, then the command again
-    monkeypatch.setattr(discover, "TASK_CANDIDATES", 1)
+    monkeypatch.setattr(discover_plan, "TASK_CANDIDATES", 1)
     plan, job_id = discover.plan_discover(trained.engine, discover.DiscoverRequest(
         tag="v3", elements=["Mg", "O"], name="mgo-b"))
     assert job_id is not None and plan.planned == len(full)
