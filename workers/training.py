@@ -18,15 +18,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from matplat import __version__
 from matplat.db.bulk import insert_columns
-from matplat.db.models import DatasetSplit, ModelVersion, SplitMember, TrainingRun
+from matplat.db.models import (
+    CrystalGraph,
+    DatasetSplit,
+    ModelVersion,
+    SplitMember,
+    TrainingRun,
+)
 from matplat.db.session import session_factory, transaction
 from matplat.errors import InputError, NotFoundError, PlatformError
 from matplat.services import registry
-from workers.datasets import GraphData, check_targets, load_graph_data
+from workers.datasets import GraphData, load_graph_data
 from workers.graphs import ensure_recipe
 
 ENSEMBLE_FORMAT = "matplat-ensemble-v1"
@@ -88,6 +94,25 @@ def unpack_ensemble(blob: bytes) -> list[bytes]:
     return list(obj["members"])
 
 
+def check_artifact(blob: bytes) -> None:
+    """Load every member of a stored ensemble (tensors only, ``weights_only``) and build its
+    model; :class:`InputError` when that fails, so bad weights are refused on import."""
+    from ml.serialize import model_from_bytes
+
+    try:
+        members = unpack_ensemble(blob)
+        if not members:
+            raise InputError("the ensemble has no members")
+        for member in members:
+            model_from_bytes(member)
+    except InputError as e:
+        raise InputError(f"weights are not a matplat model ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any failure to load means unusable weights
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"weights are not a matplat model ({type(e).__name__}: "
+                         f"{reason[:200]})") from None
+
+
 def _split_assignment(engine: Engine, data: GraphData, split_name: str | None, seed: int
                       ) -> tuple[int, np.ndarray, bool]:
     """(split id, subset per graph, created?) — reuse a named split or create the default one."""
@@ -138,22 +163,31 @@ class Prepared:
 def prepare(engine: Engine, req: TrainRequest) -> Prepared:
     """Check the request, load the graphs and targets, and assign (or reuse) the split."""
     from ml.model import preset_config
+    from workers.train_config import check_request
 
-    check_targets(req.targets)
+    check_request(req)
     with session_factory(engine)() as s:
         registry.ensure_tag_free(s, req.tag)
     recipe_id = ensure_recipe(engine, req.recipe)
+    with engine.connect() as conn:
+        n_graphs = conn.execute(select(func.count()).select_from(CrystalGraph).where(
+            CrystalGraph.recipe_id == recipe_id, CrystalGraph.status == "ok")).scalar_one()
+    if not n_graphs:
+        raise InputError(f"no graphs of recipe {req.recipe!r}: run `platform graphs build "
+                         f"--recipe {req.recipe}` first")
     data = load_graph_data(engine, recipe_id)
     n = len(data.material_ids)
     if n < 3:
         raise InputError(f"only {n} materials have graphs of recipe {req.recipe!r} and DFT "
                          f"values: run `platform ingest` and `platform graphs build --recipe "
                          f"{req.recipe}` first")
+    _check_target_values(req, data, np.arange(n))  # before the split is stored
     split_id, subsets, _ = _split_assignment(engine, data, req.split, req.seed)
     idx = {k: np.flatnonzero(subsets == k) for k in ("train", "val", "test")}
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:
         raise InputError(f"split has {len(idx['train'])} training and {len(idx['val'])} "
                          "validation materials; need at least one of each")
+    _check_target_values(req, data, idx["train"])
     with engine.connect() as conn:
         split_name = conn.execute(select(DatasetSplit.name).where(
             DatasetSplit.id == split_id)).scalar_one()
@@ -161,6 +195,21 @@ def prepare(engine: Engine, req: TrainRequest) -> Prepared:
                               **req.model_overrides)
     return Prepared(recipe_id=recipe_id, data=data, split_id=split_id, split_name=split_name,
                     idx=idx, model_cfg=model_cfg)
+
+
+def _check_target_values(req: TrainRequest, data: GraphData, train_idx: np.ndarray) -> None:
+    """Refuse, before training, targets that none of ``rows`` (all materials, then the
+    training split) has a value of: training learns nothing and no metric exists for them."""
+    names = list(data.graphs.target_names)
+    values = np.asarray(data.graphs.targets)
+    empty = [t for t in req.targets
+             if not np.isfinite(values[train_idx, names.index(t)]).any()]
+    if empty:
+        which = ("material" if len(train_idx) == len(data.material_ids)
+                 else "material of the training split")
+        raise InputError(
+            f"no {which} with a graph of recipe {req.recipe!r} has a DFT value of "
+            f"{', '.join(empty)} ({len(train_idx)} materials): leave it out of --targets")
 
 
 def cap_batch_size(req: TrainRequest, prep: Prepared) -> tuple[TrainRequest, str | None]:
