@@ -35,14 +35,18 @@ def ok(url: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module", params=ENGINES)
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            sample_dump: Path) -> Iterator[TestDatabase]:
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[TestDatabase]:
     """Ingested sample dump with graphs, model v3 (four targets) and bg (band gap only), and
-    its hulls; ``db.before_hulls`` is what discover said before any hull was built."""
+    its hulls; ``db.before_hulls`` is what discover said before any hull was built. The dump
+    (120 entries, seed 13) holds Fe and FeO, the system the tests explore."""
+    from pipeline_fixture import make_dump
+
     db = create_database(request.param, tmp_path_factory.mktemp(f"discover-{request.param}"))
+    dump = make_dump(tmp_path_factory.mktemp("feo-dump"), 120, seed=13)
     try:
         ok(db.url, "db", "upgrade")
-        ok(db.url, "ingest", str(sample_dump))
+        ok(db.url, "ingest", str(dump))
         ok(db.url, "graphs", "build", "--workers", "1")
         ok(db.url, "train", "--model-tag", "v3", "--epochs", "3", "--batch-size", "32")
         ok(db.url, "train", "--model-tag", "bg", "--targets", "band_gap", "--epochs", "1",
