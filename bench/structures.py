@@ -90,8 +90,10 @@ def write_cifs(folder: Path, n: int, seed: int = 1) -> list[Path]:
     """``n`` synthetic symmetrised CIFs (asymmetric unit + symmetry operations)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
+    paths: list[Path] = []
+    i = attempt = 0
+    while len(paths) < n:
+        attempt += 1
         number, system, most = GROUPS[int(rng.integers(len(GROUPS)))]
         symbol, xyz = _ops(number)
         k = int(rng.integers(1, most + 1))
@@ -112,8 +114,20 @@ def write_cifs(folder: Path, n: int, seed: int = 1) -> list[Path]:
             lines.append(f"{e}{j} {e} {x:.6f} {y:.6f} {z:.6f} 1")
         p = folder / f"bench{i:06d}.cif"
         p.write_text("\n".join(lines) + "\n")
+        if _overlapping(p) and attempt < 20:
+            continue  # random positions too close to a symmetry element: draw again
         paths.append(p)
+        i += 1
+        attempt = 0
     return paths
+
+
+def _overlapping(path: Path) -> bool:
+    from matplat.ingest.structures.cif_fast import read_cif_fast
+    from matplat.ingest.structures.records import check
+
+    items = read_cif_fast(path)
+    return items is not None and check(*items[0][1]) is not None
 
 
 def write_poscars(folder: Path, n: int, seed: int = 2) -> list[Path]:
