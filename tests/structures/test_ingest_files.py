@@ -169,3 +169,34 @@ def test_export_round_trip_keeps_content_hashes(db, folder: Path, tmp_path: Path
                             "FROM material_properties WHERE source = :s", s=s), key=repr)
              for s in ("orig", "back")}
     assert props["back"] == props["orig"]
+
+
+def test_graphs_train_predict_and_views_take_file_materials(db, folder: Path,
+                                                            sample_dump: Path) -> None:
+    """Training on OQMD and file materials together; every view has the file ones."""
+    assert run(db.url, "ingest", str(sample_dump)).exit_code == 0
+    assert run(db.url, "ingest", str(folder)).exit_code == 0
+    for args in (["graphs", "build", "--workers", "1"],
+                 ["--device", "cpu", "train", "--model-tag", "files", "--epochs", "1",
+                  "--batch-size", "4"],
+                 ["--device", "cpu", "predict", "--model-tag", "files"]):
+        r = run(db.url, *args)
+        assert r.exit_code == 0, r.output
+    assert rows(db.engine, "SELECT count(*) FROM crystal_graphs g JOIN structures s ON "
+                "s.id = g.structure_id JOIN materials m ON m.id = s.material_id "
+                "WHERE m.source = 'my_structures' AND g.status = 'ok'") == [(12,)]
+    got = rows(db.engine, "SELECT r.source_id, r.property, r.predicted, r.dft "
+               "FROM prediction_results r JOIN materials m ON m.id = r.material_id "
+               "WHERE r.model_tag = 'files' AND r.property = 'formation_energy' "
+               "AND m.source = 'my_structures' ORDER BY r.source_id")
+    assert len(got) == 12
+    dft = {sid: d for sid, _, _, d in got}
+    assert dft["frames.xyz#1"] == -3.1 and dft["nacl.cif"] is None
+    assert all(p is not None for _, _, p, _ in got)
+    n = rows(db.engine, "SELECT count(*) FROM material_predictions p JOIN materials m "
+             "ON m.id = p.material_id WHERE p.model_tag = 'files' AND m.source = 'my_structures'")
+    assert n == [(12,)]
+    # the split of the model holds the labelled file materials like any other
+    assert rows(db.engine, "SELECT count(*) FROM material_predictions p JOIN materials m "
+                "ON m.id = p.material_id WHERE p.model_tag = 'files' "
+                "AND m.source = 'my_structures' AND p.split IS NOT NULL")[0][0] >= 1
