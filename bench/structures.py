@@ -132,17 +132,22 @@ def _overlapping(path: Path) -> bool:
 
 def write_poscars(folder: Path, n: int, seed: int = 2) -> list[Path]:
     """``n`` synthetic VASP 5 POSCARs of 1–60 random atoms (one folder each, as VASP runs)."""
+    from pymatgen.core import Lattice
+
+    from matplat.ingest.structures.records import check
+
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        natoms = int(rng.integers(1, 61))
-        a, b, c, al, be, ga = _cell(rng, "triclinic", natoms)
-        from pymatgen.core import Lattice
-
-        lat = Lattice.from_parameters(a, b, c, al, be, ga).matrix
+        for _attempt in range(20):  # redraw random positions closer than 0.5 Å
+            natoms = int(rng.integers(1, 61))
+            a, b, c, al, be, ga = _cell(rng, "triclinic", natoms)
+            lat = Lattice.from_parameters(a, b, c, al, be, ga).matrix
+            frac = rng.random((natoms, 3))
+            if check(lat, frac, np.ones(natoms, dtype=np.int16)) is None:
+                break
         els = list(rng.choice(ELEMENTS, size=min(3, natoms), replace=False))
         counts = np.bincount(np.arange(natoms) % len(els), minlength=len(els))
-        frac = rng.random((natoms, 3))
         body = [f"synthetic structure {i} (matplat bench/structures.py)", "1.0",
                 *[" ".join(f"{v:.10f}" for v in row) for row in lat], " ".join(els),
                 " ".join(str(int(x)) for x in counts), "Direct",

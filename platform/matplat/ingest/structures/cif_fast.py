@@ -55,7 +55,6 @@ def read_cif_fast(path: Path) -> list[tuple[str, Any, dict[str, float]]] | None:
 
 def _block(gemmi: Any, block: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     from pymatgen.core import Lattice
-    from pymatgen.core.periodic_table import Element
 
     if any(block.find_value(t) is not None or len(block.find_values(t)) for t in _UNSUPPORTED_TAGS):
         return None
@@ -73,14 +72,16 @@ def _block(gemmi: Any, block: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
         return None
     if params == (1.0, 1.0, 1.0, 90.0, 90.0, 90.0):  # gemmi's default: a parameter is missing
         return None
+    symbols = _symbols()
     asym = np.empty((len(st.sites), 3))
     z = np.empty(len(st.sites), dtype=np.int16)
     for i, s in enumerate(st.sites):
-        if s.occ != 1.0 or not Element.is_valid_symbol(s.type_symbol.strip()):
+        number = symbols.get(s.type_symbol.strip())
+        if s.occ != 1.0 or number is None:
             return None
         f = s.fract
         asym[i] = (f.x, f.y, f.z)
-        z[i] = Element(s.type_symbol.strip()).Z
+        z[i] = number
     if not np.isfinite(asym).all():
         return None
     rot = np.array([op.rot for op in ops], dtype=np.float64) / gemmi.Op.DEN  # (k, 3, 3)
@@ -88,20 +89,32 @@ def _block(gemmi: Any, block: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
     images = np.einsum("kij,nj->nki", rot, asym) + tran[None]  # (n, k, 3)
     images -= np.floor(images)
     # Two asymmetric sites that are images of each other: pymatgen merges them; leave it.
-    for i in range(1, len(asym)):
-        d = images[:i] - asym[i]
-        if (np.abs(d - np.round(d)) < _TOL).all(axis=2).any():
-            return None
+    d = images[None, :, :, :] - asym[:, None, None, :]  # (i, j, op, 3)
+    same = (np.abs(d - np.round(d)) < _TOL).all(axis=3).any(axis=2)  # (i, j)
+    if np.tril(same, k=-1).any():
+        return None
     frac, numbers = [], []
     for i in range(len(asym)):
-        kept: list[np.ndarray] = []
-        for p in images[i]:
-            if kept:
-                d = np.asarray(kept) - p
-                if (np.abs(d - np.round(d)) < _TOL).all(axis=1).any():
-                    continue
-            kept.append(p)
-        frac.extend(kept)
+        d = images[i][:, None, :] - images[i][None, :, :]
+        eq = (np.abs(d - np.round(d)) < _TOL).all(axis=2).tolist()  # (k, k)
+        kept: list[int] = []
+        for a in range(len(eq)):  # pymatgen's order: keep an image unless one kept is within tol
+            row = eq[a]
+            if not any(row[b] for b in kept):
+                kept.append(a)
+        frac.append(images[i][kept])
         numbers.extend([z[i]] * len(kept))
     lattice = np.array(Lattice.from_parameters(*params).matrix, dtype=np.float64)
-    return lattice, np.asarray(frac, dtype=np.float64), np.asarray(numbers, dtype=np.int16)
+    return lattice, np.concatenate(frac), np.asarray(numbers, dtype=np.int16)
+
+
+_SYMBOL_Z: dict[str, int] = {}
+
+
+def _symbols() -> dict[str, int]:
+    """Element symbol → Z for H … Og (pymatgen's table, read once)."""
+    if not _SYMBOL_Z:
+        from pymatgen.core.periodic_table import Element
+
+        _SYMBOL_Z.update({e.symbol: int(e.Z) for e in Element})
+    return _SYMBOL_Z
