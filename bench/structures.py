@@ -13,7 +13,7 @@ Run:  python bench/structures.py [--cifs 20000] [--poscars 10000] [--seed 1] [--
    * ``platform ingest DIR`` as a subprocess (python start-up included) into a fresh
      PostgreSQL database at the head revision: parsing in a process pool (gemmi where it
      equals pymatgen), stored form and space group in the pool, binary COPY;
-   * the same with ``MATPLAT_CIF_READER=pymatgen`` (pymatgen parses every file): what the
+   * the same with ``MATPLAT_READER=pymatgen`` (pymatgen parses every file): what the
      gemmi path is worth;
    * where the time goes: single-process seconds per step on the first 1,000 files (read
      and parse, stored form and space group, chunk assembly, database write).
@@ -272,12 +272,12 @@ def breakdown(url: str, files: list[Path]) -> dict[str, float]:
                 make_writer=lambda c, r, run: FileChunkWriter(c, r, run, source="breakdown"))
     out["database write (COPY, one transaction)"] = time.perf_counter() - t
     engine.dispose()
-    os.environ["MATPLAT_CIF_READER"] = "pymatgen"
+    os.environ["MATPLAT_READER"] = "pymatgen"
     t = time.perf_counter()
     for f in files:
         parse_file(f, f.name, "cif")
     out["(read + parse with pymatgen instead)"] = time.perf_counter() - t
-    del os.environ["MATPLAT_CIF_READER"]
+    del os.environ["MATPLAT_READER"]
     return out
 
 
@@ -300,7 +300,7 @@ def main() -> None:
             cifs = write_cifs(work / "cifs", a.cifs, a.seed)
             atoms = None
             for name, env in (("platform ingest (gemmi + pool + COPY)", {}),
-                              ("platform ingest, pymatgen parser", {"MATPLAT_CIF_READER": "pymatgen"})):
+                              ("platform ingest, pymatgen parser", {"MATPLAT_READER": "pymatgen"})):
                 db = PgDatabase(a.pg_url)
                 try:
                     dt, out = platform("ingest", str(work / "cifs"), "--source", "bench",

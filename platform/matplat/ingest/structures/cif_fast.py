@@ -15,7 +15,7 @@ The expansion is pymatgen's: the cell is ``Lattice.from_parameters`` of the para
 each asymmetric site is moved by every operation, wrapped into [0, 1), and an image is kept
 unless it lies within 1e-4 (fractional, periodic; pymatgen's ``site_tolerance``) of one
 already kept. Only the order differs (pymatgen groups the sites by element), which neither
-the content hash nor a crystal graph sees. ``tests/structures/test_cif_fast.py`` checks
+the content hash nor a crystal graph sees. ``tests/structures/test_fast_readers.py`` checks
 equal content hashes against pymatgen on every test CIF.
 """
 

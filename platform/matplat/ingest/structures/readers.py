@@ -9,6 +9,7 @@ Formats (detected by name, then by content for names that say nothing):
   (:mod:`~matplat.ingest.structures.cif_fast`).
 - VASP POSCAR/CONTCAR/``*.vasp`` (VASP 5 with a species line; VASP 4 with the species in
   the comment line): pymatgen ``Poscar``.
+  ``MATPLAT_READER=pymatgen`` sends every CIF to pymatgen too.
 - extended XYZ (``.xyz``, ``.extxyz``): every frame, by ASE; numeric per-frame values named
   as in :data:`~matplat.ingest.structures.records.PROPERTY_NAMES` are DFT values.
 - pymatgen JSON (``.json``, ``.jsonl``): one ``Structure`` or ``ComputedStructureEntry``
@@ -163,9 +164,8 @@ def _read_cif(path: Path) -> Iterator[Item]:
 
     from matplat.ingest.structures.cif_fast import read_cif_fast
 
-    # gemmi where its result equals pymatgen's (see cif_fast); MATPLAT_CIF_READER=pymatgen
-    # turns it off (benchmarks, comparisons).
-    if os.environ.get("MATPLAT_CIF_READER", "auto") != "pymatgen":
+    # gemmi where its result equals pymatgen's (see cif_fast).
+    if not _pymatgen_only():
         fast = read_cif_fast(path)
         if fast is not None:
             yield from fast
@@ -182,6 +182,11 @@ def _read_cif(path: Path) -> Iterator[Item]:
             msg = str(e).strip().splitlines()
             item = Rejected(f"unreadable CIF block: {msg[-1] if msg else type(e).__name__}")
         yield name, item, {}
+
+
+def _pymatgen_only() -> bool:
+    """``MATPLAT_READER=pymatgen``: no faster reader (benchmarks and equality tests)."""
+    return os.environ.get("MATPLAT_READER", "auto") == "pymatgen"
 
 
 def _read_poscar(path: Path) -> Iterator[Item]:
@@ -201,6 +206,9 @@ def _read_poscar(path: Path) -> Iterator[Item]:
                 "VASP 4 POSCAR without element names: give them in the first line "
                 "(e.g. 'Fe O') or use the VASP 5 format with a species line"
             )
+    # ASE's read_vasp is 3-4x faster but stores Cartesian positions: coordinates exactly
+    # half-way between two points of the stored form's 1e-7 grid then round the other way
+    # than pymatgen's (1 file in 60 of bench/structures.py), so pymatgen reads every POSCAR.
     p = Poscar.from_str(text, default_names=names, read_velocities=False)
     yield None, p.structure, {}
 

@@ -16,12 +16,12 @@ from matplat.ingest.structures.readers import parse_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 
-def both(path: Path, monkeypatch) -> tuple[list, list]:  # type: ignore[no-untyped-def]
+def both(path: Path, monkeypatch, fmt: str = "cif") -> tuple[list, list]:  # type: ignore[no-untyped-def]
     from matplat.ingest.structures.canonical import content_hash
 
     def run() -> list:
         out = []
-        for r in parse_file(path, path.name, "cif"):
+        for r in parse_file(path, path.name, fmt):
             _prepare(r)
             out.append((r.name, r.reject is None,
                         content_hash(r.lattice, r.frac, r.numbers, {}) if r.ok else None,
@@ -29,9 +29,9 @@ def both(path: Path, monkeypatch) -> tuple[list, list]:  # type: ignore[no-untyp
         return out
 
     fast = run()
-    monkeypatch.setenv("MATPLAT_CIF_READER", "pymatgen")
+    monkeypatch.setenv("MATPLAT_READER", "pymatgen")
     slow = run()
-    monkeypatch.delenv("MATPLAT_CIF_READER")
+    monkeypatch.delenv("MATPLAT_READER")
     return fast, slow
 
 
@@ -74,3 +74,4 @@ def test_symbols_beyond_plain_elements_go_to_pymatgen(tmp_path: Path, sites: str
     assert (read_cif_fast(f) is not None) == plain
     expected = [26, 26] if plain else [8, 26]
     assert sorted(parse_file(f, "x.cif")[0].numbers.tolist()) == expected
+
