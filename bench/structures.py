@@ -243,7 +243,7 @@ def baseline_loop(url: str, files: list[Path]) -> float:
     return dt
 
 
-def breakdown(url: str, files: list[Path]) -> dict[str, float]:
+def breakdown(url: str, files: list[Path], pymatgen: bool = True) -> dict[str, float]:
     """Single-process seconds per step of our path on ``files``."""
     from sqlalchemy import create_engine
 
@@ -272,12 +272,13 @@ def breakdown(url: str, files: list[Path]) -> dict[str, float]:
                 make_writer=lambda c, r, run: FileChunkWriter(c, r, run, source="breakdown"))
     out["database write (COPY, one transaction)"] = time.perf_counter() - t
     engine.dispose()
-    os.environ["MATPLAT_READER"] = "pymatgen"
-    t = time.perf_counter()
-    for f in files:
-        parse_file(f, f.name, "cif")
-    out["(read + parse with pymatgen instead)"] = time.perf_counter() - t
-    del os.environ["MATPLAT_READER"]
+    if pymatgen:
+        os.environ["MATPLAT_READER"] = "pymatgen"
+        t = time.perf_counter()
+        for f in files:
+            parse_file(f, f.name, "cif")
+        out["(read + parse with pymatgen instead)"] = time.perf_counter() - t
+        del os.environ["MATPLAT_READER"]
     return out
 
 
@@ -289,6 +290,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--skip-predict", action="store_true")
+    ap.add_argument("--skip-pymatgen", action="store_true",
+                    help="skip the run with MATPLAT_READER=pymatgen")
     ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     a = ap.parse_args()
     work = a.out or Path(tempfile.mkdtemp(prefix="bench-structures-"))
@@ -299,8 +302,9 @@ def main() -> None:
             log(f"writing {a.cifs} CIFs")
             cifs = write_cifs(work / "cifs", a.cifs, a.seed)
             atoms = None
-            for name, env in (("platform ingest (gemmi + pool + COPY)", {}),
-                              ("platform ingest, pymatgen parser", {"MATPLAT_READER": "pymatgen"})):
+            paths = [("platform ingest (gemmi + pool + COPY)", {}),
+                     ("platform ingest, pymatgen parser", {"MATPLAT_READER": "pymatgen"})]
+            for name, env in paths[: 1 if a.skip_pymatgen else 2]:
                 db = PgDatabase(a.pg_url)
                 try:
                     dt, out = platform("ingest", str(work / "cifs"), "--source", "bench",
@@ -336,7 +340,7 @@ def main() -> None:
                 print(f"| {name} | {dt:.1f} | {a.cifs / dt:.0f} | {added} | {rej} | {ratio} |")
             db = PgDatabase(a.pg_url)
             try:
-                parts = breakdown(db.url, cifs[:1000])
+                parts = breakdown(db.url, cifs[:1000], pymatgen=not a.skip_pymatgen)
             finally:
                 db.drop()
             print("\nwhere the time goes (one process, first 1,000 files):")
