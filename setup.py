@@ -18,6 +18,7 @@ setup(
     },
     package_data={
         "matplat": ["py.typed"],
+        "matplat.serve": ["templates/*.html", "static/*"],
         "matplat.migrations": ["*.py", "script.py.mako"],
         "matplat.migrations.versions": ["*.py"],
     },
