@@ -200,3 +200,31 @@ def test_graphs_train_predict_and_views_take_file_materials(db, folder: Path,
     assert rows(db.engine, "SELECT count(*) FROM material_predictions p JOIN materials m "
                 "ON m.id = p.material_id WHERE p.model_tag = 'files' "
                 "AND m.source = 'my_structures' AND p.split IS NOT NULL")[0][0] >= 1
+
+
+def test_interrupt_in_the_pool_leaves_the_database_as_before(db, tmp_path: Path) -> None:
+    """Ctrl-C (KeyboardInterrupt in the main process) while a process pool parses: the
+    transaction rolls back and the pool stops; the next run ingests everything."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from structures import write_cifs
+
+    from matplat.ingest.structures.ingest import ingest_structures
+
+    write_cifs(tmp_path / "many", 160, seed=3)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 64:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_structures(db.engine, [str(tmp_path / "many")], workers=2, progress=interrupt)
+    assert counts(db.engine) == dict.fromkeys(TABLES, 0)
+    s = ingest_structures(db.engine, [str(tmp_path / "many")], workers=2)
+    assert s.load.added == 160 and counts(db.engine)["material_files"] == 160
+
+
+def test_structure_options_are_refused_for_a_dump(db, sample_dump: Path) -> None:
+    r = run(db.url, "ingest", str(sample_dump), "--source", "x")
+    assert r.exit_code == 2 and "structure files" in r.output

@@ -137,6 +137,14 @@ def _parse_batch(batch: list[InputFile]) -> list[tuple[list[Parsed], str]]:
     return out
 
 
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C to the main process, which rolls back and stops the pool
+    (otherwise each worker prints its own KeyboardInterrupt traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _warm() -> None:
     """Import the readers' libraries (seconds of pymatgen imports) before the pool forks, so
     that the workers do not each import them again on a machine with few cores."""
@@ -168,7 +176,7 @@ def _parsed_files(files: list[InputFile], workers: int,
     if fork:
         _warm()  # imported once here, inherited by every forked worker
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     try:
         inflight: deque[tuple[Future[Any], int]] = deque()
         todo = iter(batches)
