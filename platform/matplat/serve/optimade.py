@@ -171,19 +171,18 @@ def structures(request: Request) -> JSONResponse:
         prod = entries.production(conn)
         ids, more = entries.page_ids(conn, where, prod, sort, limit, offset)
         rows = entries.rows_for(conn, ids, prod)
-        returned = entries.count(conn, where, prod)
         available = entries.available(conn, state.db_key)
+        returned = entries.returned(conn, where, prod, ids, more, offset, available)
     data = [entries.entry(rows[i], fields) for i in ids if i in rows]
     links_ = {"next": None}
     if more:
         links_["next"] = str(request.url.include_query_params(
             page_offset=offset + limit, page_limit=limit).remove_query_params("page_number"))
-    body = {
-        "data": data,
-        "links": links_,
-        "meta": meta(request, more_data_available=more, data_returned=returned,
-                     data_available=available),
-    }
+    counts = {"data_available": available}
+    if returned is not None:
+        counts["data_returned"] = returned
+    body = {"data": data, "links": links_,
+            "meta": meta(request, more_data_available=more, **counts)}
     return json(body)
 
 

@@ -114,7 +114,8 @@ def _rows(conn, ids: list[int]) -> list[dict]:  # type: ignore[no-untyped-def]
     for mid, group in groupby(elements, key=lambda r: int(r[0])):
         if mid not in wanted or mid not in structs:
             continue
-        pairs = [(str(e), int(n)) for _, e, n in group if int(n) > 0]
+        # sorted here, not by the database's collation: HAS ONLY compares these strings
+        pairs = sorted((str(e), int(n)) for _, e, n in group if int(n) > 0)
         if not pairs:
             continue
         f = formulas(pairs)
@@ -155,4 +156,7 @@ def refresh(engine: Engine, progress: Callable[[int, int], None] | None = None) 
         done += len(chunk)
         if progress is not None:
             progress(done, len(ids))
+    if ids and engine.dialect.name == "postgresql":
+        with engine.begin() as conn:  # fresh statistics, or the planner guesses 100 rows
+            conn.exec_driver_sql("ANALYZE material_summaries")
     return len(ids)

@@ -125,9 +125,10 @@ def search(request: Request) -> Response:
         prod = entries.production(conn)
         ids, more = entries.page_ids(conn, where, prod, None, PAGE, (page - 1) * PAGE)
         rows = entries.rows_for(conn, ids, prod)
-        total = entries.count(conn, where, prod)
+        available = entries.available(conn, request.app.state.db_key)
+        total = entries.returned(conn, where, prod, ids, more, (page - 1) * PAGE, available)
     context.update(results=[rows[i] for i in ids if i in rows], more=more, page=page,
-                   total=total, model=prod.tag)
+                   total=total, cap=entries.COUNT_CAP, model=prod.tag)
     return render(request, "search.html", **context)
 
 
