@@ -122,12 +122,11 @@ def search(request: Request) -> Response:
         context["error"] = e
         return render(request, "search.html", e.status, **context)
     with request.app.state.db.read() as conn:
-        prod = entries.production(conn)
-        ids, more = entries.page_ids(conn, where, prod, None, PAGE, (page - 1) * PAGE)
-        rows = entries.rows_for(conn, ids, prod)
+        prod = entries.production(conn, request.app.state.db_key)
+        rows, more = entries.page(conn, where, prod, None, PAGE, (page - 1) * PAGE)
         available = entries.available(conn, request.app.state.db_key)
-        total = entries.returned(conn, where, prod, ids, more, (page - 1) * PAGE, available)
-    context.update(results=[rows[i] for i in ids if i in rows], more=more, page=page,
+        total = entries.returned(conn, where, prod, rows, more, (page - 1) * PAGE, available)
+    context.update(results=rows, more=more, page=page,
                    total=total, cap=entries.COUNT_CAP, model=prod.tag)
     return render(request, "search.html", **context)
 
@@ -139,8 +138,8 @@ def _material_id(request: Request) -> int:
     return int(raw)
 
 
-def _one_row(conn, mid: int) -> Any:  # type: ignore[no-untyped-def]
-    prod = entries.production(conn)
+def _one_row(conn, mid: int, key: str) -> Any:  # type: ignore[no-untyped-def]
+    prod = entries.production(conn, key)
     rows = entries.rows_for(conn, [mid], prod)
     if not rows:
         raise ApiError(404, f"no material with a structure has id {mid}")
@@ -150,7 +149,7 @@ def _one_row(conn, mid: int) -> Any:  # type: ignore[no-untyped-def]
 def material(request: Request) -> Response:
     mid = _material_id(request)
     with request.app.state.db.read() as conn:
-        row, prod = _one_row(conn, mid)
+        row, prod = _one_row(conn, mid, request.app.state.db_key)
         preds = conn.execute(
             sa.select(ModelVersion.tag, Prediction.property, Prediction.value,
                       Prediction.uncertainty)
@@ -198,7 +197,7 @@ def _pymatgen_structure(row: Any):  # type: ignore[no-untyped-def]
 def _download(request: Request, kind: str) -> Response:
     mid = _material_id(request)
     with request.app.state.db.read() as conn:
-        row, _ = _one_row(conn, mid)
+        row, _ = _one_row(conn, mid, request.app.state.db_key)
     structure = _pymatgen_structure(row)
     safe = re.sub(r"[^A-Za-z0-9()]", "", row.formula)[:60]
     if kind == "cif":
