@@ -305,3 +305,12 @@ def test_single_entry_and_versions(served: Served) -> None:
     assert one["data"] == first and one["meta"]["data_returned"] == 1
     r = served.get("/optimade/versions")
     assert r.text.splitlines() == ["version", "1"] and "text/csv" in r.headers["content-type"]
+
+
+def test_request_text_is_escaped_in_pages(served: Served) -> None:
+    evil = '<script>alert("x")</script>'
+    r = served.get("/", filter=evil, formula="")
+    assert r.status_code == 400
+    assert evil not in r.text and "&lt;script&gt;" in r.text
+    r = served.get("/models/" + evil)
+    assert r.status_code == 404 and evil not in r.text
