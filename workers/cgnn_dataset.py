@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from matplat.db.bulk import insert_columns, insert_ignore
 from matplat.db.models import DatasetSplit, GraphRecipe
 from matplat.errors import InputError, NotFoundError
 from ml.graphs import OQMD_SPECIES, species_index
+from ml.safe_pickle import UnsafePickleError, load_npz_member
 from ml.split import grouped_split
 
 TARGET_COLUMNS = ["name", "formula", "spacegroup", "nelements", "nsites", "energy_per_atom",
@@ -113,16 +115,33 @@ def export_dataset(engine: Engine, out_dir: Path, recipe: str = "cgc",
 
 
 def _load_graph_dict(path: Path) -> dict[str, tuple]:
-    """The pickled dict of ``graph_data.npz``; Python 2 pickles (bytes keys) too."""
+    """The pickled dict of ``graph_data.npz``; Python 2 pickles (bytes keys) too.
+
+    Read with :func:`ml.safe_pickle.load_npz_member`: a data set is downloaded data, and
+    its pickle may name only containers, strings, numbers and numpy arrays, never code.
+    """
     try:
-        with np.load(path, allow_pickle=True) as z:
-            graphs = z["graph_dict"].item()
-    except UnicodeError:
-        with np.load(path, allow_pickle=True, encoding="latin1") as z:
-            graphs = z["graph_dict"].item()
-    except (OSError, KeyError, ValueError) as e:
+        holder = load_npz_member(path, "graph_dict")
+        graphs = holder.item() if holder.shape == () else None
+    except UnsafePickleError as e:
+        raise InputError(f"{path}: graph_dict is not plain data: its pickle refers to {e}, "
+                         "which a CGNN data set never holds; refusing to load it") from e
+    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:
         raise InputError(f"{path}: not a CGNN graph_data.npz with key graph_dict ({e})") from e
+    if not isinstance(graphs, dict):
+        raise InputError(f"{path}: graph_dict does not hold a dict of graphs")
     return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in graphs.items()}
+
+
+def _read_json(path: Path) -> object:
+    """A data-set folder's JSON file, or one :class:`InputError` line naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not JSON ({e.msg} at line {e.lineno} column {e.colno})"
+                         ) from None
 
 
 def import_dataset(engine: Engine, directory: Path) -> DatasetSummary:
@@ -131,12 +150,20 @@ def import_dataset(engine: Engine, directory: Path) -> DatasetSummary:
     for f in ("graph_data.npz", "config.json", "targets.csv"):
         if not (directory / f).is_file():
             raise InputError(f"{directory}: not a CGNN data set folder (missing {f})")
-    config = json.loads((directory / "config.json").read_text())
-    species_table = np.asarray(config.get("atomic_numbers") or [], dtype=np.int64)
+    config = _read_json(directory / "config.json")
+    try:
+        species_table = np.asarray((config.get("atomic_numbers") if isinstance(config, dict)
+                                    else None) or [], dtype=np.int64).ravel()
+    except (TypeError, ValueError, OverflowError):
+        species_table = np.zeros(0, dtype=np.int64)
     if species_table.size == 0:
-        raise InputError(f"{directory / 'config.json'}: no atomic_numbers list")
+        raise InputError(f"{directory / 'config.json'}: no atomic_numbers list of integers")
     graphs = _load_graph_dict(directory / "graph_data.npz")
-    targets = pd.read_csv(directory / "targets.csv")
+    try:
+        targets = pd.read_csv(directory / "targets.csv")
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as e:
+        raise InputError(f"{directory / 'targets.csv'}: not a CSV table "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if "name" not in targets.columns:
         raise InputError(f"{directory / 'targets.csv'}: no 'name' column")
     digest = hashlib.sha256((directory / "graph_data.npz").read_bytes()).hexdigest()
@@ -257,7 +284,9 @@ def import_dataset(engine: Engine, directory: Path) -> DatasetSummary:
         summary.graphs = len(g_rows["structure_id"])
         split_path = directory / "split.json"
         if split_path.is_file():
-            split = json.loads(split_path.read_text())
+            split = _read_json(split_path)
+            if not isinstance(split, dict):
+                raise InputError(f"{split_path}: expected an object with train, val, test lists")
             sname = recipe_name
             conn.execute(text("DELETE FROM split_members WHERE split_id IN (SELECT id FROM "
                               "dataset_splits WHERE name = :n)"), {"n": sname})

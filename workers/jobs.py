@@ -39,6 +39,7 @@ TASKS = JobTask.__table__
 
 #: Kind name -> module defining ``KIND`` (imported on first use: graphs workers need no torch).
 KIND_MODULES = {
+    "discover": "workers.discover",
     "graphs": "workers.graphs",
     "hull": "workers.hull",
     "predict": "workers.predict",

@@ -107,6 +107,34 @@ class Platform:
 
         return run_query(self.engine, sql, params)
 
+    def discover(self, model: str = "v3", *, elements: str | Iterable[str] | None = None,
+                 compositions: str | Iterable[str] | None = None, max_atoms: int = 40,
+                 min_probability: float = 1e-3, limit: int | None = None,
+                 name: str | None = None) -> Any:
+        """Hypothetical compounds in a chemical system (``elements``, e.g. ``"Li,Fe,P,O"``) or
+        of given ``compositions``, ranked by predicted hull distance (as ``platform
+        discover``, in this process); returns the run's ``candidate_ranking`` rows as a
+        DataFrame. ``model`` is a tag, else an alias."""
+        from matplat.errors import NotFoundError
+        from matplat.services import registry
+        from workers.discover import DiscoverRequest, discover_inprocess
+
+        def listed(v: str | Iterable[str] | None) -> list[str] | None:
+            if v is None:
+                return None
+            items = v.split(",") if isinstance(v, str) else list(v)
+            return [i.strip() for i in items if i.strip()]
+
+        try:
+            registry.artifact_bytes(self.engine, model, None)
+            which = {"tag": model}
+        except NotFoundError:
+            which = {"alias": model}
+        req = DiscoverRequest(**which, elements=listed(elements),
+                              compositions=listed(compositions), max_atoms=max_atoms,
+                              min_probability=min_probability, limit=limit, name=name)
+        return discover_inprocess(self.engine, req, device=self.settings.device)
+
     def models(self) -> Any:
         """The model registry as a DataFrame (as ``platform models list``)."""
         import pandas as pd

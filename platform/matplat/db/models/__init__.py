@@ -1,5 +1,6 @@
 """All models, imported here so that ``Base.metadata`` knows every table."""
 
+from matplat.db.models.discovery import CandidateLineage, DiscoveryRun
 from matplat.db.models.graphs import CrystalGraph, GraphRecipe
 from matplat.db.models.ingest import IngestRun
 from matplat.db.models.jobs import Job, JobTask
@@ -24,9 +25,11 @@ from matplat.db.models.stability import (
 from matplat.db.models.summaries import MaterialSummary
 
 __all__ = [
+    "CandidateLineage",
     "CrystalGraph",
     "DatasetSplit",
     "DftProperty",
+    "DiscoveryRun",
     "GraphRecipe",
     "HullBuild",
     "HullDecomposition",
@@ -71,4 +74,6 @@ PUBLIC_TABLES = (
     "hull_builds",
     "material_hulls",
     "hull_decompositions",
+    "discovery_runs",
+    "candidates",
 )
