@@ -1,6 +1,6 @@
 """A live ``platform serve`` (uvicorn in a subprocess on a free 127.0.0.1 port) over the small
-pipeline data set (ingest → graphs → train v3, v4 → predict, v3 aliased ``production``),
-once per engine for the whole session.
+pipeline data set (ingest → graphs → train v3, v4 → predict, v3 aliased ``production``,
+hull build, a discovery run ``cuse``), once per engine for the whole session.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     database = build_pipeline(request.param, tmp, sample_dump)
     invoke(database.url, "models", "alias", "v3", "production")
     invoke(database.url, "hull", "build")
+    invoke(database.url, "discover", "--model-tag", "v3", "--elements", "Cu,Se", "--name", "cuse")
     log = tmp / "serve.log"
     proc = None
     try:

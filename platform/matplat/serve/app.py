@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from matplat.serve import optimade, web
+from matplat.serve import discovery, optimade, web
 from matplat.serve.errors import ApiError
 from matplat.serve.readonly import DEFAULT_TIMEOUT_S, ReadOnlyDatabase
 
@@ -59,7 +59,7 @@ async def _handle(request: Request, e: Exception) -> Response:
 def create_app(database_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Starlette:
     """The server for one database, read-only (see :mod:`matplat.serve.readonly`)."""
     db = ReadOnlyDatabase(database_url, timeout_s=timeout_s)
-    routes = [*optimade.routes(), *web.routes(),
+    routes = [*optimade.routes(), *web.routes(), *discovery.routes(),
               Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
     # DBAPIError and ApiError are handled like HTTP errors (the response is the answer); only
     # a bare Exception goes to Starlette's server-error handler, which answers with our 500

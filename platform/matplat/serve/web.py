@@ -1,4 +1,4 @@
-"""Server-rendered HTML pages: search, material, models, jobs (and discovery: not yet built).
+"""Server-rendered HTML pages: search, material, models, jobs (discovery: ``discovery.py``).
 
 The search form becomes an OPTIMADE filter built only from validated tokens (element symbols
 matched by a pattern, numbers parsed by ``float``) and is then parsed and parameterised like
@@ -32,6 +32,7 @@ from matplat.db.models import (
     Prediction,
     TrainingRun,
 )
+from matplat.db.models.discovery import CandidateLineage, DiscoveryRun
 from matplat.serve import entries, svg
 from matplat.serve.errors import ApiError
 from matplat.serve.filters import parse_filter
@@ -161,6 +162,13 @@ def material(request: Request) -> Response:
         hull = conn.execute(
             sa.select(MaterialHull.__table__).where(MaterialHull.material_id == mid)
         ).first()
+        lineage = conn.execute(
+            sa.select(DiscoveryRun.name, CandidateLineage.parent_material_id,
+                      CandidateLineage.species_map, CandidateLineage.probability,
+                      CandidateLineage.e_above_hull, CandidateLineage.decomposition)
+            .join(DiscoveryRun, DiscoveryRun.id == CandidateLineage.run_id)
+            .where(CandidateLineage.material_id == mid)
+        ).first()
         decomposition = conn.execute(
             sa.select(HullDecomposition.__table__)
             .where(HullDecomposition.material_id == mid)
@@ -184,7 +192,7 @@ def material(request: Request) -> Response:
     return render(request, "material.html", row=row, m=m, dft=dft, run=run, models=models,
                   props=props, units=UNITS, lattice=lattice.tolist(), sites=sites,
                   production=prod.tag, attrs=entries.attributes(row), hull=hull,
-                  decomposition=decomposition)
+                  decomposition=decomposition, lineage=lineage)
 
 
 def _pymatgen_structure(row: Any):  # type: ignore[no-untyped-def]
@@ -295,10 +303,6 @@ def jobs(request: Request) -> Response:
     return render(request, "jobs.html", jobs=rows)
 
 
-def discovery(request: Request) -> Response:
-    return render(request, "discovery.html")
-
-
 def routes() -> list[Route]:
     return [
         Route("/", search),
@@ -308,5 +312,4 @@ def routes() -> list[Route]:
         Route("/models", models),
         Route("/models/{tag:path}", model),
         Route("/jobs", jobs),
-        Route("/discovery", discovery),
     ]
