@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Served
+from serveutil import Served
 from sqlalchemy import text
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, Served, start_server, stop_server
+from serveutil import ROOT, Served, start_server, stop_server
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Served
 from dbutil import services_required
+from serveutil import Served
 from sqlalchemy import text
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from conftest import Served
+from serveutil import Served
 from sqlalchemy import text
 
 
