@@ -21,9 +21,11 @@ The server is ``platform serve --workers W`` in a subprocess on 127.0.0.1 (its s
 includes the ``material_summaries`` refresh, timed and reported). Each client is a thread
 with its own HTTP connection (requests.Session); every client runs ``--rounds`` rounds of
 the request list below, in a per-client shuffled order, and each request's wall time is
-recorded. Per request kind and client count the table gives median and p95 in ms, and the
+recorded. Per request kind and client count the table gives median and p95 in ms, the
 ratio of the median to the median of ``GET /optimade/v1/info`` in the same phase (a
-response that touches no database: the server's floor on this machine at that load).
+response that touches no database: the server's floor on this machine at that load), and
+"SQL alone": the median of the same filter's statements (page + ``data_returned``) run
+in this process through the server's read-only transaction, without HTTP or JSON.
 
 Request kinds: the OPTIMADE validator's kinds of queries (first page, single entry,
 equality/inequality filters on indexed and unindexed properties, HAS ALL/ONLY, LENGTH,
@@ -281,6 +283,35 @@ def run_phase(base: str, kinds: list, clients: int, rounds: int) -> dict[str, li
     return times
 
 
+def sql_only(url: str, kinds: list, runs: int = 9) -> dict[str, float]:
+    """Median ms of each filter kind's statements alone (page + data_returned), in-process,
+    through the server's own read-only transaction: the database's share of a request."""
+    from matplat.serve import entries
+    from matplat.serve.filters import parse_filter
+    from matplat.serve.readonly import ReadOnlyDatabase
+
+    db = ReadOnlyDatabase(url)
+    out: dict[str, float] = {}
+    try:
+        for kind, path, params in kinds:
+            if path != "/optimade/v1/structures":
+                continue
+            offset = int(params.get("page_offset", 0))
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                where = parse_filter(params.get("filter", ""), "postgresql")
+                with db.read() as conn:
+                    prod = entries.production(conn)
+                    rows, more = entries.page(conn, where, prod, params.get("sort"), 20, offset)
+                    entries.returned(conn, where, prod, rows, more, offset, 1)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[kind] = statistics.median(times)
+    finally:
+        db.dispose()
+    return out
+
+
 def p95(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
@@ -314,6 +345,7 @@ def main() -> None:
               f"workers={args.workers}; load {os.getloadavg()}")
         kinds = request_kinds(args.db)
         run_phase(base, kinds, 2, 1)  # warm-up: caches, connection pools
+        sql = sql_only(args.db, kinds)
         for clients in [int(c) for c in args.clients.split(",")]:
             rounds = max(1, args.rounds // max(1, clients // 4)) if clients > 4 else args.rounds
             t0 = time.monotonic()
@@ -323,12 +355,14 @@ def main() -> None:
             floor = statistics.median(times[kinds[0][0]])
             print(f"\n{clients} client(s), {rounds} rounds each: {total} requests in {wall:.1f} s "
                   f"({total / wall:.0f} req/s); load {os.getloadavg()}")
-            print("| request | n | median ms | p95 ms | median / info |")
-            print("| --- | ---: | ---: | ---: | ---: |")
+            print("| request | n | median ms | p95 ms | median / info | SQL alone ms |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
             for kind, _, _ in kinds:
                 xs = times[kind]
                 med = statistics.median(xs)
-                print(f"| {kind} | {len(xs)} | {med:.1f} | {p95(xs):.1f} | {med / floor:.1f} |")
+                own = f"{sql[kind]:.1f}" if kind in sql else ""
+                print(f"| {kind} | {len(xs)} | {med:.1f} | {p95(xs):.1f} | {med / floor:.1f} "
+                      f"| {own} |")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

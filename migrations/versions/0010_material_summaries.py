@@ -5,7 +5,8 @@
 ``materials.formula``) and ``nelements = 3`` on hundreds of thousands of materials. The
 anonymous formula cannot be computed in SQL, and counting ``material_elements`` per material
 for every ``nelements`` filter reads the whole table; this table holds them per material,
-indexed as (column, material_id) so that a filter in id order is one index range scan. It is
+indexed as (column, material_id) so that a filter in id order is one index range scan
+(``elements``, the sorted symbols, serves ``elements HAS ONLY`` as a list of subsets). It is
 derived data, filled by ``matplat.serve.summaries.refresh`` (run by ``platform serve``).
 
 Revision ID: 0010
@@ -26,7 +27,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-INDEXED = ("nelements", "nsites", "formula_reduced", "formula_anonymous")
+INDEXED = ("nelements", "nsites", "formula_reduced", "formula_anonymous", "elements")
 
 
 def upgrade() -> None:

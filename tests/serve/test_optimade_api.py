@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Served
+from serveutil import Served
 from sqlalchemy import text
 
 
@@ -79,6 +79,9 @@ def test_filters_return_the_ids_sql_returns(served: Served) -> None:
             "SELECT element, COUNT(*) AS n FROM material_elements GROUP BY element "
             "ORDER BY n DESC, element")).all()[:3]]
         a, b, c = common
+        eleven = [e for (e,) in conn.execute(text(
+            "SELECT element FROM material_elements GROUP BY element "
+            "ORDER BY COUNT(*) DESC, element")).all()[:11]]
         recs = _records(conn)
         some = sorted(recs)[len(recs) // 2]
         formula = recs[some]["formula"]
@@ -94,6 +97,10 @@ def test_filters_return_the_ids_sql_returns(served: Served) -> None:
              "NOT EXISTS (SELECT 1 FROM material_elements e WHERE e.material_id = m.id "
              f"AND e.element NOT IN ('{a}', '{b}', '{c}'))"),
             (f'NOT elements HAS "{a}"', "NOT " + _HAS.format(f"'{a}'")),
+            # more than 10 elements: NOT EXISTS instead of the list of subsets
+            ("elements HAS ONLY " + ",".join(f'"{e}"' for e in eleven),
+             "NOT EXISTS (SELECT 1 FROM material_elements e WHERE e.material_id = m.id "
+             f"AND e.element NOT IN ({', '.join(repr(e) for e in eleven)}))"),
             ("nelements = 2", f"{_NEL} = 2"),
             ("nelements >= 3", f"{_NEL} >= 3"),
             ("elements LENGTH 2", f"{_NEL} = 2"),
@@ -298,3 +305,12 @@ def test_single_entry_and_versions(served: Served) -> None:
     assert one["data"] == first and one["meta"]["data_returned"] == 1
     r = served.get("/optimade/versions")
     assert r.text.splitlines() == ["version", "1"] and "text/csv" in r.headers["content-type"]
+
+
+def test_request_text_is_escaped_in_pages(served: Served) -> None:
+    evil = '<script>alert("x")</script>'
+    r = served.get("/", filter=evil, formula="")
+    assert r.status_code == 400
+    assert evil not in r.text and "&lt;script&gt;" in r.text
+    r = served.get("/models/" + evil)
+    assert r.status_code == 404 and evil not in r.text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, Served, start_server, stop_server
+from serveutil import ROOT, Served, start_server, stop_server
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -49,10 +49,11 @@ def test_read_only_role_and_two_workers(served: Served, tmp_path: Path) -> None:
         conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
         conn.execute(text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
     ro_url = url.set(username=role, password="pw").render_as_string(hide_password=False)
-    os.environ["PLATFORM_SERVE_DATABASE_URL"] = ro_url
+    os.environ["PLATFORM_SERVE_DATABASE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     proc = None
-    try:
-        proc, base = start_server(served.db.url, tmp_path / "serve.log", "--workers", "2")
+    try:  # the option wins over the variable
+        proc, base = start_server(served.db.url, tmp_path / "serve.log", "--workers", "2",
+                                  "--serve-db", ro_url)
         for _ in range(8):  # spread over both worker processes
             r = requests.get(base + "/optimade/v1/structures", params={"page_limit": 3},
                              timeout=60)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Served
 from dbutil import services_required
+from serveutil import Served
 from sqlalchemy import text
 
 
@@ -90,7 +90,10 @@ def test_search_material_cif_and_model_pages(served: Served, browser) -> None:  
     assert browser.find_element(By.ID, "title").text.startswith("Model v3")
     assert browser.find_elements(By.CSS_SELECTOR, "#parity svg")
     assert browser.find_elements(By.CSS_SELECTOR, "#curves svg polyline")
-    for page in ("/jobs", "/discovery"):
-        browser.get(served.base + page)
+    browser.get(served.base + "/discovery")
+    browser.find_element(By.CSS_SELECTOR, "#runs a.run").click()
+    browser.find_element(By.CSS_SELECTOR, "#candidates a.candidate").click()
+    assert "discovery run" in browser.find_element(By.ID, "lineage").text
+    browser.get(served.base + "/jobs")
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == []

@@ -24,19 +24,22 @@ TIMEOUT_ENV = "PLATFORM_SERVE_TIMEOUT"
               help="Server processes.")
 @click.option("--timeout", "timeout_s", default=5.0, show_default=True,
               type=click.FloatRange(0.1, 600), help="Seconds one request's SQL may run.")
+@click.option("--serve-db", "serve_db", metavar="URL",
+              help=f"Database URL to serve through, e.g. a read-only role [env {SERVE_URL_ENV}; "
+                   "default: the platform's database URL].")
 @click.option("--refresh/--no-refresh", default=True, show_default=True,
               help="First bring material_summaries up to date through the platform's database "
                    "URL (needs write access; skip it when serving through a read-only role only).")
 @pass_app
 def serve(app: AppContext, host: str, port: int, workers: int, timeout_s: float,
-          refresh: bool) -> None:
+          serve_db: str | None, refresh: bool) -> None:
     """Serve OPTIMADE at /optimade/v1/ and the web pages at / (read-only).
 
     The server reads through PLATFORM_SERVE_DATABASE_URL when set (a read-only database
     role), else through the platform's database URL; every request is a read-only
     transaction with a statement timeout.
     """
-    serve_url = os.environ.get(SERVE_URL_ENV) or app.settings.database_url
+    serve_url = serve_db or os.environ.get(SERVE_URL_ENV) or app.settings.database_url
     if refresh:
         from matplat.serve.summaries import refresh as refresh_summaries
 

@@ -20,6 +20,7 @@ Semantics (OPTIMADE v1.2 §5.3 and §6):
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import threading
 from datetime import datetime, timezone
@@ -54,6 +55,7 @@ _PY_OPS = {
 }
 _REVERSED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
 _RATIO_TOL = 1e-9
+_MAX_ONLY_SUBSETS_OF = 10  # HAS ONLY of up to 10 elements: at most 1023 subsets
 _MAX_FILTER_CHARS = 10_000
 GRAMMAR_VERSION = (1, 2, 0)
 
@@ -309,6 +311,12 @@ class SqlTransformer(BaseTransformer):
         if how == "ANY":
             return sa.or_(*(sa.exists().where(parent, matches("=", v)) for v in values))
         # ONLY: no member outside the list (and, as every structure has sites, at least one)
+        if kind == "elements" and len(set(values)) <= _MAX_ONLY_SUBSETS_OF:
+            # the sorted element list is one of the list's subsets: an indexed IN
+            symbols = sorted(set(values))
+            subsets = [",".join(c) for k in range(1, len(symbols) + 1)
+                       for c in itertools.combinations(symbols, k)]
+            return T.s.c.elements.in_(subsets)
         inside = sa.or_(*(matches("=", v) for v in values))
         return sa.not_(sa.exists().where(parent, sa.not_(inside)))
 

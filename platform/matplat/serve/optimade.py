@@ -168,22 +168,20 @@ def structures(request: Request) -> JSONResponse:
     where = parse_filter(request.query_params.get("filter", ""), state.db.backend)
     sort = request.query_params.get("sort")
     with state.db.read() as conn:
-        prod = entries.production(conn)
-        ids, more = entries.page_ids(conn, where, prod, sort, limit, offset)
-        rows = entries.rows_for(conn, ids, prod)
-        returned = entries.count(conn, where, prod)
+        prod = entries.production(conn, state.db_key)
+        rows, more = entries.page(conn, where, prod, sort, limit, offset)
         available = entries.available(conn, state.db_key)
-    data = [entries.entry(rows[i], fields) for i in ids if i in rows]
+        returned = entries.returned(conn, where, prod, rows, more, offset, available)
+    data = [entries.entry(row, fields) for row in rows]
     links_ = {"next": None}
     if more:
         links_["next"] = str(request.url.include_query_params(
             page_offset=offset + limit, page_limit=limit).remove_query_params("page_number"))
-    body = {
-        "data": data,
-        "links": links_,
-        "meta": meta(request, more_data_available=more, data_returned=returned,
-                     data_available=available),
-    }
+    counts = {"data_available": available}
+    if returned is not None:
+        counts["data_returned"] = returned
+    body = {"data": data, "links": links_,
+            "meta": meta(request, more_data_available=more, **counts)}
     return json(body)
 
 
@@ -195,7 +193,7 @@ def structure(request: Request) -> JSONResponse:
     if not raw.isdigit() or len(raw) > 18:
         raise ApiError(404, f"no structure with id {raw[:40]!r}", None)
     with state.db.read() as conn:
-        prod = entries.production(conn)
+        prod = entries.production(conn, state.db_key)
         rows = entries.rows_for(conn, [int(raw)], prod)
         available = entries.available(conn, state.db_key)
     if not rows:

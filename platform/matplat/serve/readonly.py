@@ -1,8 +1,10 @@
 """Read-only database access for the server: one read-only transaction per request, with a
 statement timeout, on each engine.
 
-- PostgreSQL: ``BEGIN READ ONLY`` and ``SET LOCAL statement_timeout``.
-- MariaDB/MySQL: ``SET SESSION max_statement_time`` (MariaDB) and ``START TRANSACTION READ ONLY``.
+- PostgreSQL: ``BEGIN READ ONLY``; each connection's session is read-only by default and
+  has ``statement_timeout`` (set once when the pool opens it).
+- MariaDB/MySQL: ``START TRANSACTION READ ONLY``; the session is read-only by default (so
+  DDL, which commits implicitly, is refused too) with ``max_statement_time`` (MariaDB).
 - SQLite: the file opened with ``mode=ro``, ``PRAGMA query_only``, and a progress handler
   that interrupts a statement running past the deadline.
 
@@ -49,7 +51,9 @@ class ReadOnlyDatabase:
             parsed = make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": self.timeout_s}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pre-ping: it is one more round trip per request (a fifth of a page's time);
+            # connections are recycled instead, and a dropped one fails one request (503).
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
             if self.backend == "postgresql":
                 kwargs["connect_args"] = {"connect_timeout": 10}
             else:
@@ -58,6 +62,30 @@ class ReadOnlyDatabase:
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.backend == "sqlite":
             event.listen(self.engine, "connect", self._sqlite_connect)
+        else:
+            event.listen(self.engine, "connect", self._server_connect)
+
+    def _server_connect(self, dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        """Session defaults, once per connection: read-only transactions and the timeout.
+
+        A statement outside the request's explicit transaction (MariaDB commits implicitly
+        before DDL) is then still read-only and still timed.
+        """
+        ms = int(self.timeout_s * 1000)
+        cur = dbapi_conn.cursor()
+        try:
+            if self.backend == "postgresql":
+                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                cur.execute(f"SET statement_timeout = {ms:d}")
+            else:
+                try:
+                    cur.execute(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
+                except Exception:  # noqa: BLE001 - MySQL proper names it max_execution_time
+                    cur.execute(f"SET SESSION max_execution_time = {ms:d}")
+                cur.execute("SET SESSION TRANSACTION READ ONLY")
+        finally:
+            cur.close()
+        dbapi_conn.commit()
 
     def _sqlite_connect(self, dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_conn.execute("PRAGMA query_only = ON")
@@ -73,18 +101,9 @@ class ReadOnlyDatabase:
     def read(self) -> Iterator[Connection]:
         """One read-only transaction with the statement timeout; always rolled back."""
         with self.engine.connect() as conn:
-            ms = int(self.timeout_s * 1000)
             if self.backend == "postgresql":
                 conn.exec_driver_sql("BEGIN READ ONLY")
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms:d}")
             elif self.backend in ("mysql", "mariadb"):
-                try:
-                    conn.exec_driver_sql(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
-                except Exception:  # noqa: BLE001 - MySQL proper names it max_execution_time
-                    conn.exec_driver_sql(f"SET SESSION max_execution_time = {ms:d}")
-                # The session default too: a DDL statement commits the open transaction
-                # implicitly, and would otherwise run outside any read-only transaction.
-                conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
                 conn.exec_driver_sql("START TRANSACTION READ ONLY")
             else:
                 self._deadline.at = time.monotonic() + self.timeout_s

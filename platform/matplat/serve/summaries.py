@@ -7,13 +7,15 @@ reads one anti-join and writes nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import Engine, delete, func, insert, or_, select
+from sqlalchemy import Engine, delete, func, or_, select
 
+from matplat.db.bulk import insert_columns
 from matplat.db.models import Material, MaterialElement, MaterialSummary, Structure
 
 CHUNK = 20_000
@@ -23,17 +25,16 @@ def _amount(n: int) -> str:
     return "" if n == 1 else str(n)
 
 
+_UPPER = [chr(ord("A") + i) for i in range(26)]
+#: OPTIMADE's anonymous symbols in order: A, B, …, Z, Aa, Ba, …, Za, Ab, … (spec 4.2.7).
+_LABELS = tuple(u + low for low in ["", *(chr(ord("a") + i) for i in range(26))] for u in _UPPER)
+
+
 def anonymous_labels(n: int) -> list[str]:
-    """OPTIMADE's anonymous symbols: A, B, …, Z, Aa, Ba, …, Za, Ab, … (spec 4.2.7)."""
-    upper = [chr(ord("A") + i) for i in range(26)]
-    lower = [""] + [chr(ord("a") + i) for i in range(26)]
-    out: list[str] = []
-    for suffix in lower:
-        for u in upper:
-            out.append(u + suffix)
-            if len(out) == n:
-                return out
-    raise ValueError(f"more than {len(out)} elements in one formula")
+    """The first ``n`` anonymous element symbols."""
+    if n > len(_LABELS):
+        raise ValueError(f"more than {len(_LABELS)} elements in one formula")
+    return list(_LABELS[:n])
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Formulas:
     reduced: str
     anonymous: str
     hill: str
+
+
+@functools.lru_cache(maxsize=200_000)
+def _formulas_cached(pairs: tuple[tuple[str, int], ...]) -> Formulas:
+    return formulas(pairs)
 
 
 def formulas(pairs: Sequence[tuple[str, int]]) -> Formulas:
@@ -114,10 +120,11 @@ def _rows(conn, ids: list[int]) -> list[dict]:  # type: ignore[no-untyped-def]
     for mid, group in groupby(elements, key=lambda r: int(r[0])):
         if mid not in wanted or mid not in structs:
             continue
-        pairs = [(str(e), int(n)) for _, e, n in group if int(n) > 0]
+        # sorted here, not by the database's collation: HAS ONLY compares these strings
+        pairs = sorted((str(e), int(n)) for _, e, n in group if int(n) > 0)
         if not pairs:
             continue
-        f = formulas(pairs)
+        f = _formulas_cached(tuple(pairs))  # compositions repeat across materials
         sid, natoms = structs[mid]
         out.append(
             {
@@ -150,9 +157,12 @@ def refresh(engine: Engine, progress: Callable[[int, int], None] | None = None) 
         with engine.begin() as conn:
             rows = _rows(conn, chunk)
             conn.execute(delete(table).where(table.c.material_id.in_(chunk)))
-            if rows:
-                conn.execute(insert(table), rows)
+            if rows:  # the engine's bulk path (COPY on PostgreSQL)
+                insert_columns(conn, table.name, {k: [r[k] for r in rows] for k in rows[0]})
         done += len(chunk)
         if progress is not None:
             progress(done, len(ids))
+    if ids and engine.dialect.name == "postgresql":
+        with engine.begin() as conn:  # fresh statistics, or the planner guesses 100 rows
+            conn.exec_driver_sql("ANALYZE material_summaries")
     return len(ids)

@@ -1,4 +1,4 @@
-"""Server-rendered HTML pages: search, material, models, jobs (and discovery: not yet built).
+"""Server-rendered HTML pages: search, material, models, jobs (discovery: ``discovery.py``).
 
 The search form becomes an OPTIMADE filter built only from validated tokens (element symbols
 matched by a pattern, numbers parsed by ``float``) and is then parsed and parameterised like
@@ -32,6 +32,7 @@ from matplat.db.models import (
     Prediction,
     TrainingRun,
 )
+from matplat.db.models.discovery import CandidateLineage, DiscoveryRun
 from matplat.serve import entries, svg
 from matplat.serve.errors import ApiError
 from matplat.serve.filters import parse_filter
@@ -122,12 +123,12 @@ def search(request: Request) -> Response:
         context["error"] = e
         return render(request, "search.html", e.status, **context)
     with request.app.state.db.read() as conn:
-        prod = entries.production(conn)
-        ids, more = entries.page_ids(conn, where, prod, None, PAGE, (page - 1) * PAGE)
-        rows = entries.rows_for(conn, ids, prod)
-        total = entries.count(conn, where, prod)
-    context.update(results=[rows[i] for i in ids if i in rows], more=more, page=page,
-                   total=total, model=prod.tag)
+        prod = entries.production(conn, request.app.state.db_key)
+        rows, more = entries.page(conn, where, prod, None, PAGE, (page - 1) * PAGE)
+        available = entries.available(conn, request.app.state.db_key)
+        total = entries.returned(conn, where, prod, rows, more, (page - 1) * PAGE, available)
+    context.update(results=rows, more=more, page=page,
+                   total=total, cap=entries.COUNT_CAP, model=prod.tag)
     return render(request, "search.html", **context)
 
 
@@ -138,8 +139,8 @@ def _material_id(request: Request) -> int:
     return int(raw)
 
 
-def _one_row(conn, mid: int) -> Any:  # type: ignore[no-untyped-def]
-    prod = entries.production(conn)
+def _one_row(conn, mid: int, key: str) -> Any:  # type: ignore[no-untyped-def]
+    prod = entries.production(conn, key)
     rows = entries.rows_for(conn, [mid], prod)
     if not rows:
         raise ApiError(404, f"no material with a structure has id {mid}")
@@ -149,7 +150,7 @@ def _one_row(conn, mid: int) -> Any:  # type: ignore[no-untyped-def]
 def material(request: Request) -> Response:
     mid = _material_id(request)
     with request.app.state.db.read() as conn:
-        row, prod = _one_row(conn, mid)
+        row, prod = _one_row(conn, mid, request.app.state.db_key)
         preds = conn.execute(
             sa.select(ModelVersion.tag, Prediction.property, Prediction.value,
                       Prediction.uncertainty)
@@ -160,6 +161,13 @@ def material(request: Request) -> Response:
         m = conn.execute(sa.select(Material.__table__).where(Material.id == mid)).one()
         hull = conn.execute(
             sa.select(MaterialHull.__table__).where(MaterialHull.material_id == mid)
+        ).first()
+        lineage = conn.execute(
+            sa.select(DiscoveryRun.name, CandidateLineage.parent_material_id,
+                      CandidateLineage.species_map, CandidateLineage.probability,
+                      CandidateLineage.e_above_hull, CandidateLineage.decomposition)
+            .join(DiscoveryRun, DiscoveryRun.id == CandidateLineage.run_id)
+            .where(CandidateLineage.material_id == mid)
         ).first()
         decomposition = conn.execute(
             sa.select(HullDecomposition.__table__)
@@ -184,7 +192,7 @@ def material(request: Request) -> Response:
     return render(request, "material.html", row=row, m=m, dft=dft, run=run, models=models,
                   props=props, units=UNITS, lattice=lattice.tolist(), sites=sites,
                   production=prod.tag, attrs=entries.attributes(row), hull=hull,
-                  decomposition=decomposition)
+                  decomposition=decomposition, lineage=lineage)
 
 
 def _pymatgen_structure(row: Any):  # type: ignore[no-untyped-def]
@@ -197,7 +205,7 @@ def _pymatgen_structure(row: Any):  # type: ignore[no-untyped-def]
 def _download(request: Request, kind: str) -> Response:
     mid = _material_id(request)
     with request.app.state.db.read() as conn:
-        row, _ = _one_row(conn, mid)
+        row, _ = _one_row(conn, mid, request.app.state.db_key)
     structure = _pymatgen_structure(row)
     safe = re.sub(r"[^A-Za-z0-9()]", "", row.formula)[:60]
     if kind == "cif":
@@ -295,10 +303,6 @@ def jobs(request: Request) -> Response:
     return render(request, "jobs.html", jobs=rows)
 
 
-def discovery(request: Request) -> Response:
-    return render(request, "discovery.html")
-
-
 def routes() -> list[Route]:
     return [
         Route("/", search),
@@ -308,5 +312,4 @@ def routes() -> list[Route]:
         Route("/models", models),
         Route("/models/{tag:path}", model),
         Route("/jobs", jobs),
-        Route("/discovery", discovery),
     ]

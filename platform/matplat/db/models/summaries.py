@@ -22,7 +22,8 @@ class MaterialSummary(Base):
     keyed by ``content_hash`` so that only new or changed materials are recomputed.
 
     ``elements`` and ``counts`` are the sorted element symbols and their per-cell counts,
-    comma-separated, so an API page needs no extra query for them. Each filterable column
+    comma-separated, so an API page needs no extra query for them; ``elements HAS ONLY``
+    becomes an indexed ``elements IN (every subset of the list)``. Each filterable column
     has an index that ends with ``material_id``: a filter plus the default order by id is
     one ordered index range scan.
     """
@@ -31,6 +32,7 @@ class MaterialSummary(Base):
     __table_args__ = (
         Index("ix_material_summaries_nelements_material_id", "nelements", "material_id"),
         Index("ix_material_summaries_nsites_material_id", "nsites", "material_id"),
+        Index("ix_material_summaries_elements_material_id", "elements", "material_id"),
         Index("ix_material_summaries_formula_reduced_material_id", "formula_reduced", "material_id"),
         Index(
             "ix_material_summaries_formula_anonymous_material_id", "formula_anonymous", "material_id"
