@@ -10,7 +10,7 @@ afterwards; neither timed):
 * **ours, pure**: ``ml.stability.systems.hull_all`` on every material of the source (read once
   with ``workers.hull_data.load_source``, timed separately): one hull per maximal chemical
   system, shared by its subsystems, vectorised distances and decompositions. tracemalloc peak
-  of that call.
+  of a second call (tracemalloc slows the timed one otherwise).
 * **pymatgen baseline**: ``PhaseDiagram`` built once per chemical system (entries of the
   system and of all its subsystems, each element at 0 eV/atom) and ``get_e_above_hull`` of
   the system's materials, on ``--pymatgen-systems`` systems drawn at random (seeded; all of
@@ -196,10 +196,12 @@ def main() -> None:
                    systems=len(data.index.systems),
                    systems_by_size={int(k): int(v) for k, v in zip(*np.unique(
                        [len(s) for s in data.index.systems], return_counts=True), strict=True)})
-        tracemalloc.start()
         t = time.perf_counter()
         full = hull_all(data.entries, index=data.index)
         res["ours_s"] = time.perf_counter() - t
+        # Memory in a second run: tracemalloc slows numpy-heavy code several times.
+        tracemalloc.start()
+        hull_all(data.entries, index=data.index)
         res["ours_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         res["hulls"] = full.hulls
