@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qmdb_testutil import DATA, MariaDB
 
 from matplat.ingest.oqmd import extract_dump
 from matplat.ingest.qmdb import QMDB_DDL, mysqldump_create_table
 from matplat.ingest.reader import iter_dump
 from matplat.ingest.sample import SAMPLE_TABLES, write_sample_dump
-from tests.ingest.conftest import DATA, MariaDB
 
 
 @pytest.fixture(scope="module")
