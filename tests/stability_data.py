@@ -17,6 +17,10 @@ CASES = {
                   ({12: 2, 8: 1}, -0.6666666666666666), ({12: 5, 8: 3}, -0.5)],
     # No stable compound: every Cu-Zn entry at or above 0.
     "none_stable": [({29: 1, 30: 1}, 0.05), ({29: 3, 30: 1}, 0.0), ({29: 1, 30: 2}, 0.3)],
+    # No compound below 0 and an element below its reference: one facet through the element
+    # points, whose order differs from the columns' (Os before N).
+    "element_below": [({76: 1}, -1.0), ({7: 1, 76: 1}, 0.3), ({7: 3, 76: 1}, 0.1),
+                      ({7: 1}, 0.2)],
     # Polymorphs and exact duplicates of Fe2O3, an elemental polymorph above its reference,
     # and an elemental entry below 0 (a real reference that moves the hull).
     "polymorphs": [({26: 2, 8: 3}, -1.7), ({26: 2, 8: 3}, -1.6), ({26: 4, 8: 6}, -1.7),

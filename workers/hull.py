@@ -14,6 +14,7 @@ task writes the same rows again). Nothing changed: no job, the build is recorded
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,15 +210,17 @@ def _close(engine: Engine, build_id: int, status: str, total: int, recomputed: i
             materials=materials, left_out=left_out, finished_at=now()))
 
 
-def compute_systems(engine: Engine, build_id: int, source: str, names: list[str]
-                    ) -> dict[str, Any]:
-    """Recompute the given systems of ``source`` and replace their rows; returns counts."""
+def compute_systems(engine: Engine, build_id: int, source: str, names: list[str],
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Recompute the given systems of ``source`` and replace their rows; returns counts.
+    ``progress(hulls done, hulls)`` is called after each hull (a job's progress report, which
+    also stops the task when its job is cancelled: nothing is written before the end)."""
     from ml.graphs.elements import SYMBOLS
     from ml.stability.systems import hull_all
 
     data = cached_source(engine, source, build_id)
     targets = data.system_ids(names)
-    res = hull_all(data.entries, targets=targets, index=data.index)
+    res = hull_all(data.entries, targets=targets, index=data.index, progress=progress)
     idx = data.index
     rows = np.concatenate([idx.members[t] for t in targets]) if targets else np.zeros(0, int)
     mids = data.entries.labels[rows]
@@ -278,7 +281,9 @@ class _HullKind:
         from workers.jobs import Outcome
 
         p = task.params
-        out = compute_systems(engine, int(p["build_id"]), p["source"], list(p["systems"]))
+        out = compute_systems(
+            engine, int(p["build_id"]), p["source"], list(p["systems"]),
+            progress=lambda done, total: ctx.progress(int(task.total * done / max(total, 1))))
         ctx.progress(task.total, force=True)
         return Outcome(done=task.total, result=out)
 

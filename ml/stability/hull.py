@@ -143,9 +143,12 @@ def build_hull(elements: ArrayLike, fractions: ArrayLike, energies: ArrayLike,
         i = int(np.argmin(ens))
         return Hull(el, pts, ens, labs, np.array([[i]]), ens[[i]].reshape(1, 1),
                     np.ones((1, 1, 1)), "point")
-    if method == "auto" and len(pts) == k:  # no compound below 0 eV/atom: the plane E = 0
-        return Hull(el, pts, ens, labs, np.arange(k)[None, :], ens[None, :],
-                    np.linalg.inv(pts.T)[None, :, :], "plane")
+    if method == "auto" and len(pts) == k:  # no compound below 0 eV/atom: one facet
+        # The candidates are the element points in candidate order (a permutation of the
+        # columns): the potentials are their energies in column order.
+        return Hull(el, pts, ens, labs, np.arange(k)[None, :],
+                    np.linalg.solve(pts, ens)[None, :], np.linalg.inv(pts.T)[None, :, :],
+                    "plane")
     if method == "auto" and k == 2:
         return _chain(el, pts, ens, labs)
     if method == "auto" and math.comb(len(pts), k) <= SMALL_SUBSETS:

@@ -173,6 +173,7 @@ def hull_all(entries: Entries, *, targets: Iterable[int] | None = None,
         if sel.any():
             left_out[reason] = int(sel.sum())
     sysidx = {s: i for i, s in enumerate(index.systems)}
+    eligible = _hull_eligible(entries, index, ok)
     eah = np.full(n, np.nan)
     d_entry: list[NDArray[np.int64]] = []
     d_label: list[NDArray[np.int64]] = []
@@ -184,7 +185,7 @@ def hull_all(entries: Entries, *, targets: Iterable[int] | None = None,
         elements = np.asarray(index.systems[owner], dtype=np.int64)
         subs = subsystems(index.systems, sysidx, index.systems[owner])
         pool = np.concatenate([index.members[j] for j in subs]) if subs else np.zeros(0, int)
-        pool = pool[ok[pool]]
+        pool = pool[eligible[pool]]
         want = np.concatenate([index.members[j] for j in served])
         want = want[ok[want]]
         if len(want) and len(elements):
@@ -207,6 +208,23 @@ def hull_all(entries: Entries, *, targets: Iterable[int] | None = None,
             progress(done + 1, len(plan))
     return SystemResults(eah, _cat(d_entry, np.int64), _cat(d_label, np.int64),
                          _cat(d_amount, np.float64), left_out, len(plan), methods)
+
+
+def _hull_eligible(entries: Entries, index: SystemIndex, ok: NDArray[np.bool_]
+                   ) -> NDArray[np.bool_]:
+    """Entries that can be hull vertices: compounds below 0 eV/atom (the element references
+    at 0 lie below the others) and the lowest entry of each element. Dropping the rest
+    before a hull is built spares copying and sorting them for every system that shares
+    them (the synthetic data has hundreds of elemental polymorphs per element)."""
+    out = ok & (entries.energies < -1e-11)
+    for i, system in enumerate(index.systems):
+        if len(system) == 1:
+            m = index.members[i]
+            m = m[ok[m]]
+            out[m] = False
+            if len(m):
+                out[m[np.lexsort((entries.labels[m], entries.energies[m]))[0]]] = True
+    return out
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -251,6 +269,7 @@ def distances_to_hulls(reference: Entries, query: Entries,
     if len(reference.labels):
         natoms_ref[np.diff(reference.indptr) == 0] = 0.0
     ok &= natoms_ref > 0
+    eligible = _hull_eligible(reference, index, ok)
     qindex = SystemIndex.build(query)
     nq = len(query.labels)
     natoms_q = np.add.reduceat(query.amount, query.indptr[:-1]) if nq else np.zeros(0)
@@ -266,7 +285,7 @@ def distances_to_hulls(reference: Entries, query: Entries,
         elements = np.asarray(system, dtype=np.int64)
         subs = subsystems(index.systems, sysidx, system)
         pool = np.concatenate([index.members[j] for j in subs]) if subs else np.zeros(0, int)
-        pool = pool[ok[pool]]
+        pool = pool[eligible[pool]]
         col[elements] = np.arange(len(elements))
         hull = build_hull(elements, _dense(reference, pool, col, len(elements), natoms_ref),
                           reference.energies[pool], np.arange(len(pool)))

@@ -83,9 +83,12 @@ def test_named_cases() -> None:
     assert e[2] == pytest.approx(0.0, abs=1e-12)
     # No stable Cu-Zn compound: distances are the energies themselves (the hull is 0).
     assert [e[6], e[7], e[8]] == pytest.approx([0.05, 0.0, 0.3])
+    # An element below its reference tilts the hull: NOs at 0.3 lies 0.8 above (−1.0 / 2).
+    assert e[9] == pytest.approx(0.0) and e[10] == pytest.approx(0.8)
+    assert e[11] == pytest.approx(0.1 + 0.25) and e[12] == pytest.approx(0.2)
     # Polymorphs: the lower Fe2O3 and its duplicate Fe4O6 are on the hull, the other 0.1 above.
-    assert e[9] == 0.0 and e[11] == 0.0 and e[10] == pytest.approx(0.1)
-    assert e[12] == pytest.approx(0.12)
+    assert e[13] == 0.0 and e[15] == 0.0 and e[14] == pytest.approx(0.1)
+    assert e[16] == pytest.approx(0.12)
 
 
 def test_lp_fallback_equals_qhull() -> None:

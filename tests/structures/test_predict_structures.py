@@ -220,3 +220,40 @@ def test_readme_examples_run(pipeline, tmp_path: Path, monkeypatch) -> None:
     exec(compile(blocks["python"], "README.md", "exec"), scope)  # noqa: S102
     assert len(scope["df"]) == 1 and np.isfinite(scope["df"]["formation_energy"][0])
     assert all(len(s) <= 4 for s in scope["small"])
+
+
+def test_user_structures_get_a_predicted_hull_distance(pipeline, tmp_path: Path) -> None:
+    """A structure without DFT values gets property e_above_hull: the distance of its
+    predicted formation energy to the DFT hull of its chemical system (pymatgen here), which
+    may be negative."""
+    import structfiles as sf
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    url, engine = pipeline.url, pipeline.engine
+    sf.write_good(tmp_path / "hull")
+    run(url, "predict", "--model-tag", "v3", "--structures", str(tmp_path / "hull" / "*.cif"),
+        "--source", "hullcheck")
+    with engine.connect() as conn:
+        got = conn.execute(text(
+            "SELECT p.material_id, m.composition, p.predicted FROM prediction_results p "
+            "JOIN materials m ON m.id = p.material_id WHERE p.model_tag = 'v3' "
+            "AND p.property = 'e_above_hull' AND m.source = 'hullcheck'")).all()
+        fe = dict(conn.execute(text(
+            "SELECT p.material_id, p.predicted FROM prediction_results p JOIN materials m "
+            "ON m.id = p.material_id WHERE p.model_tag = 'v3' AND m.source = 'hullcheck' "
+            "AND p.property = 'formation_energy'")).all())
+        ref = conn.execute(text(
+            "SELECT m.composition, d.formation_energy FROM materials m JOIN dft_properties d "
+            "ON d.material_id = m.id WHERE m.source = 'oqmd' "
+            "AND d.formation_energy IS NOT NULL")).all()
+    assert len(got) == len(fe) >= 3
+    for mid, comp, dist in got:
+        c = Composition(comp)
+        system = set(c.elements)
+        entries = [PDEntry(Composition(rc), e * Composition(rc).num_atoms) for rc, e in ref
+                   if set(Composition(rc).elements) <= system]
+        refs = [PDEntry(Composition(el.symbol), 0.0) for el in system]
+        _, expected = PhaseDiagram(entries + refs).get_decomp_and_e_above_hull(
+            PDEntry(c, fe[mid] * c.num_atoms), allow_negative=True)
+        assert dist == pytest.approx(expected, abs=1e-6)
