@@ -51,6 +51,27 @@ def with_structure_volume(sql: bytes, volumes: dict[int, bytes]) -> bytes:
     return b"".join(pieces)
 
 
+def with_infinite_formation_energies(sql: bytes, rows: int = 3) -> bytes:
+    """The dump with delta_e (the last column) of the first ``rows`` formation_energies rows
+    written as -1e400, which parses as -infinity."""
+    stmt = re.search(rb"INSERT INTO `formation_energies` VALUES (.*?);\n", sql, re.DOTALL)
+    assert stmt is not None
+    body = stmt.group(1)
+    done = 0
+
+    def repl(m: re.Match[bytes]) -> bytes:
+        nonlocal done
+        if done >= rows:
+            return m.group(0)
+        done += 1
+        fields = m.group(1).split(b",")
+        fields[-1] = b"-1e400"
+        return b"(" + b",".join(fields) + b")"
+
+    new = re.sub(rb"\(([^()]*)\)", repl, body)
+    return sql[: stmt.start(1)] + new + sql[stmt.end(1):]
+
+
 def with_bad_prototype(sql: bytes) -> bytes:
     """The dump with one entries.prototype_id holding bytes that are not UTF-8."""
     m = re.search(rb"INSERT INTO `entries` VALUES .*?,'([A-Za-z0-9]+)'\)", sql)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from factories import make_model_version
 from sqlalchemy import text
@@ -16,6 +17,7 @@ from hostile.inputs import (
     one_error_line,
     read_dump,
     with_bad_prototype,
+    with_infinite_formation_energies,
     with_structure_volume,
 )
 from matplat.cli import cli
@@ -51,6 +53,21 @@ def test_oqmd_api_rejects_volumes_that_contradict_the_lattice(db, sample_dump: P
     for vpa, vdev in rows:
         assert vpa is not None and vpa > 0
         assert vdev is None or math.isfinite(vdev)
+
+
+@pytest.mark.parametrize("rule", ["cgnn", "oqmd-api"])
+def test_infinite_values_in_the_dump_are_rejected_entries(db, sample_dump: Path,
+                                                          tmp_path: Path, rule: str) -> None:
+    dump = tmp_path / "infinite.sql"
+    dump.write_bytes(with_infinite_formation_energies(read_dump(sample_dump), rows=40))
+    rejects = tmp_path / "rejects.tsv"
+    r = run(db.url, "ingest", str(dump), "--rule", rule, "--rejects", str(rejects))
+    assert r.exit_code == 0, r.output  # MariaDB never sees -inf
+    assert "infinite formation energy" in rejects.read_text()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM materials")).scalar_one() > 10
+        for (fe,) in conn.execute(text("SELECT formation_energy FROM dft_properties")):
+            assert fe is None or math.isfinite(fe)
 
 
 def test_cgnn_rule_takes_the_volume_from_the_lattice(db, sample_dump: Path,
