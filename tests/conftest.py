@@ -52,7 +52,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never read the developer's settings or write platform.db into the checkout."""
-    for name in ("PLATFORM_DATABASE_URL", "PLATFORM_BROKER_URL", "PLATFORM_DEVICE"):
+    for name in ("PLATFORM_DATABASE_URL", "PLATFORM_BROKER_URL", "PLATFORM_DEVICE",
+                 "PLATFORM_QUERY_DATABASE_URL", "PLATFORM_QUERY_TIMEOUT",
+                 "PLATFORM_DB_CONNECT_TIMEOUT", "PLATFORM_DB_READ_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from matplat.db.bulk import insert_columns, insert_ignore
 from matplat.db.models import DatasetSplit, GraphRecipe
 from matplat.errors import InputError, NotFoundError
 from ml.graphs import OQMD_SPECIES, species_index
+from ml.safe_pickle import UnsafePickleError, load_npz_member
 from ml.split import grouped_split
 
 TARGET_COLUMNS = ["name", "formula", "spacegroup", "nelements", "nsites", "energy_per_atom",
@@ -113,15 +115,21 @@ def export_dataset(engine: Engine, out_dir: Path, recipe: str = "cgc",
 
 
 def _load_graph_dict(path: Path) -> dict[str, tuple]:
-    """The pickled dict of ``graph_data.npz``; Python 2 pickles (bytes keys) too."""
+    """The pickled dict of ``graph_data.npz``; Python 2 pickles (bytes keys) too.
+
+    Read with :func:`ml.safe_pickle.load_npz_member`: a data set is downloaded data, and
+    its pickle may name only containers, strings, numbers and numpy arrays, never code.
+    """
     try:
-        with np.load(path, allow_pickle=True) as z:
-            graphs = z["graph_dict"].item()
-    except UnicodeError:
-        with np.load(path, allow_pickle=True, encoding="latin1") as z:
-            graphs = z["graph_dict"].item()
-    except (OSError, KeyError, ValueError) as e:
+        holder = load_npz_member(path, "graph_dict")
+        graphs = holder.item() if holder.shape == () else None
+    except UnsafePickleError as e:
+        raise InputError(f"{path}: graph_dict is not plain data: its pickle refers to {e}, "
+                         "which a CGNN data set never holds; refusing to load it") from e
+    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:
         raise InputError(f"{path}: not a CGNN graph_data.npz with key graph_dict ({e})") from e
+    if not isinstance(graphs, dict):
+        raise InputError(f"{path}: graph_dict does not hold a dict of graphs")
     return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in graphs.items()}
 
 

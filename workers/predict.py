@@ -9,8 +9,10 @@ killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +20,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, bindparam, select, text
 
+from matplat.config import DEFAULT_QUERY_TIMEOUT
 from matplat.db.bulk import write_predictions
 from matplat.errors import InputError
 from matplat.services import registry
-from matplat.services.query import check_read_only
+from matplat.services.query import select_ids
 
 
 @dataclass
@@ -41,17 +44,23 @@ class PredictSummary:
         return self.rows_written / self.seconds if self.seconds else 0.0
 
 
-def _validate_where(engine: Engine, where: str | None) -> str:
-    if not where:
-        return ""
-    check_read_only(f"SELECT m.id FROM materials m WHERE {where}")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f"SELECT m.id FROM materials m WHERE {where} LIMIT 1"))
-    except Exception as e:  # noqa: BLE001 - report the database's own message
-        reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
-        raise InputError(f"--where {where!r} is not a valid condition on materials m: {reason}") from e
-    return f"AND ({where})"
+def _encode_ids(ids: np.ndarray) -> str:
+    """Ascending ids as base64 of zlib-compressed deltas (a task's selection in its JSON)."""
+    deltas = np.diff(np.asarray(ids, dtype=np.int64), prepend=0)
+    return base64.b64encode(zlib.compress(deltas.astype("<i8").tobytes())).decode()
+
+
+def _decode_ids(blob: str) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(base64.b64decode(blob)), "<i8"))
+
+
+def _predicted(conn, mv_id: int, lo: int | None = None,  # type: ignore[no-untyped-def]
+               hi: int | None = None) -> np.ndarray:
+    """Material ids that already have predictions of ``mv_id`` (in ``lo..hi`` when given)."""
+    rng = " AND material_id BETWEEN :lo AND :hi" if lo is not None else ""
+    return np.fromiter((int(r[0]) for r in conn.execute(text(
+        f"SELECT DISTINCT material_id FROM predictions WHERE model_version_id = :mv{rng}"),
+        {"mv": mv_id, "lo": lo, "hi": hi})), dtype=np.int64)
 
 
 def _load_models(blob: bytes):  # type: ignore[no-untyped-def]
@@ -89,13 +98,32 @@ class PredictPlan:
     recipe_id: int
     recipe: str
     where: str | None
-    cond: str
     selected: list[int]
     todo: list[int]
 
 
+def select_materials(engine: Engine, where: str | None, *, query_engine: Engine | None = None,
+                     lo: int | None = None, hi: int | None = None,
+                     timeout: float = DEFAULT_QUERY_TIMEOUT) -> np.ndarray:
+    """Ids of the materials a ``--where`` condition selects (every material without one).
+
+    The user's condition is evaluated only inside a read-only transaction on
+    ``query_engine`` (the user-SQL connection; default ``engine``), and only its ids are
+    used afterwards: it never becomes part of a statement that writes.
+    """
+    if where:
+        ids = select_ids(query_engine or engine, where, lo=lo, hi=hi, timeout=timeout)
+        return np.asarray(ids, dtype=np.int64)
+    rng = " WHERE id BETWEEN :lo AND :hi" if lo is not None else ""
+    with engine.connect() as conn:
+        return np.fromiter((int(r[0]) for r in conn.execute(text(
+            f"SELECT id FROM materials{rng} ORDER BY id"), {"lo": lo, "hi": hi})),
+            dtype=np.int64)
+
+
 def plan_predict(engine: Engine, *, tag: str | None = None, alias: str | None = None,
-                 where: str | None = None) -> PredictPlan:
+                 where: str | None = None, query_engine: Engine | None = None,
+                 timeout: float = DEFAULT_QUERY_TIMEOUT) -> PredictPlan:
     """Resolve the model (tag or alias) and the materials still lacking its predictions."""
     from workers.graphs import recipe_name
 
@@ -103,24 +131,13 @@ def plan_predict(engine: Engine, *, tag: str | None = None, alias: str | None = 
     recipe_id = meta["recipe_id"]
     if recipe_id is None:
         raise InputError(f"model {mv_tag!r} records no graph recipe; cannot build its inputs")
-    cond = _validate_where(engine, where)
+    selected = select_materials(engine, where, query_engine=query_engine, timeout=timeout)
     with engine.connect() as conn:
-        selected = [int(r[0]) for r in conn.execute(text(
-            f"SELECT m.id FROM materials m WHERE 1 = 1 {cond} ORDER BY m.id"))]
-        todo = _todo(conn, cond, mv_id)
+        done = _predicted(conn, mv_id)
+    todo = selected[~np.isin(selected, done)]
     return PredictPlan(mv_id=mv_id, tag=mv_tag, targets=list(meta["targets"]),
                        recipe_id=int(recipe_id), recipe=recipe_name(engine, int(recipe_id)),
-                       where=where, cond=cond, selected=selected, todo=todo)
-
-
-def _todo(conn, cond: str, mv_id: int, lo: int | None = None,  # type: ignore[no-untyped-def]
-          hi: int | None = None) -> list[int]:
-    """Selected materials without predictions of ``mv_id`` (in ``lo..hi`` when given)."""
-    rng = "AND m.id BETWEEN :lo AND :hi" if lo is not None else ""
-    return [int(r[0]) for r in conn.execute(text(
-        f"SELECT m.id FROM materials m WHERE 1 = 1 {cond} {rng} AND NOT EXISTS (SELECT 1 FROM "
-        "predictions p WHERE p.model_version_id = :mv AND p.material_id = m.id) "
-        "ORDER BY m.id"), {"mv": mv_id, "lo": lo, "hi": hi})]
+                       where=where, selected=selected.tolist(), todo=todo.tolist())
 
 
 _MODELS: dict[tuple[int, str], list] = {}
@@ -232,11 +249,12 @@ def predict_and_store(
     device: str = "auto",
     build_graphs: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    query_engine: Engine | None = None,
 ) -> PredictSummary:
     """Predict every selected material lacking predictions, in this process (library use and
     benchmarks; the CLI runs the same steps as a job, see :func:`submit_predict`)."""
     t0 = time.perf_counter()
-    plan = plan_predict(engine, tag=tag, alias=alias, where=where)
+    plan = plan_predict(engine, tag=tag, alias=alias, where=where, query_engine=query_engine)
     summary = PredictSummary(tag=plan.tag, targets=plan.targets, selected=len(plan.selected),
                              already=len(plan.selected) - len(plan.todo))
     if plan.todo:
@@ -258,20 +276,29 @@ def predict_and_store(
 
 def submit_predict(engine: Engine, *, tag: str | None = None, alias: str | None = None,
                    where: str | None = None, batch_size: int = 2048, chunk_size: int = 20_000,
-                   runner: str = "in-process") -> tuple[PredictPlan, int | None]:
-    """Plan predictions as a job; the job id is ``None`` when nothing is left to predict."""
+                   runner: str = "in-process", query_engine: Engine | None = None,
+                   timeout: float = DEFAULT_QUERY_TIMEOUT) -> tuple[PredictPlan, int | None]:
+    """Plan predictions as a job; the job id is ``None`` when nothing is left to predict.
+
+    With ``where`` each task carries the ids it selected (compressed), so the condition is
+    evaluated once, read-only, and workers never run it.
+    """
     from workers.jobs import create_job, id_ranges
 
-    plan = plan_predict(engine, tag=tag, alias=alias, where=where)
+    plan = plan_predict(engine, tag=tag, alias=alias, where=where, query_engine=query_engine,
+                        timeout=timeout)
     if not plan.todo:
         _refresh_if_missing(engine, plan.mv_id)
         return plan, None
     params = {"model_version_id": plan.mv_id, "tag": plan.tag, "where": where,
               "batch_size": batch_size, "selected": len(plan.selected),
               "already": len(plan.selected) - len(plan.todo)}
-    job_id = create_job(engine, "predict", params, list(id_ranges(np.asarray(plan.todo),
-                                                                  chunk_size)),
-                        runner=runner, queue=KIND.queue)
+    todo = np.asarray(plan.todo, dtype=np.int64)
+    tasks = list(id_ranges(todo, chunk_size))
+    if where:
+        for k, spec in enumerate(tasks):
+            spec.params["ids"] = _encode_ids(todo[k * chunk_size:(k + 1) * chunk_size])
+    job_id = create_job(engine, "predict", params, tasks, runner=runner, queue=KIND.queue)
     return plan, job_id
 
 
@@ -301,14 +328,19 @@ class _PredictKind:
         p = job.params
         mv_id = int(p["model_version_id"])
         tag, targets, recipe_id = _model_meta(engine, mv_id)
-        cond = _validate_where(engine, p.get("where"))
         from workers.graphs import recipe_name
 
         plan = PredictPlan(mv_id=mv_id, tag=tag, targets=targets, recipe_id=recipe_id,
                            recipe=recipe_name(engine, recipe_id), where=p.get("where"),
-                           cond=cond, selected=[], todo=[])
+                           selected=[], todo=[])
+        lo, hi = task.params["lo"], task.params["hi"]
+        if "ids" in task.params:  # selected at submit, read-only
+            candidates = _decode_ids(task.params["ids"])
+        else:  # no --where, or a job planned before tasks carried their ids
+            candidates = select_materials(engine, p.get("where"), lo=lo, hi=hi)
         with engine.connect() as conn:
-            todo = _todo(conn, cond, mv_id, task.params["lo"], task.params["hi"])
+            done = _predicted(conn, mv_id, lo, hi)
+        todo = candidates[~np.isin(candidates, done)].tolist()
         c = predict_ids(engine, plan, todo, load_models(engine, mv_id),
                         batch_size=int(p.get("batch_size", 2048)), chunk_size=task.total,
                         device=ctx.device, progress=lambda done, total: ctx.progress(done))

@@ -38,6 +38,28 @@ from workers.graphs import ensure_recipe
 ENSEMBLE_FORMAT = "matplat-ensemble-v1"
 DEFAULT_TARGETS = ["formation_energy", "band_gap", "magnetization", "volume_deviation"]
 
+#: The CGNN paper's OQMD v1.2 test MAEs (DESIGN.md; formation energy: the ``complete`` preset,
+#: single model), in the units of the platform's targets.
+PAPER_TEST_MAE = {"formation_energy": 0.0367, "band_gap": 0.0502, "magnetization": 0.0826,
+                  "volume_deviation": 0.0175}
+#: ``--setup paper``: the reference's training (Adam lr 1e-3, weight decay 1e-6, batch 512,
+#: 300 epochs, x0.1 at epoch 250, MSE on raw targets, fp32, best validation checkpoint) and
+#: linear outputs, one target per model.
+PAPER_TRAINING = {"epochs": 300, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-6,
+                  "milestones": [250], "gamma": 0.1, "amp": "off", "standardize": False}
+PAPER_PRESET = "complete"
+SETUPS = ("platform", "paper")
+
+
+def paper_setup(target: str, train_overrides: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model overrides, training overrides) of ``--setup paper`` for one of the four paper
+    targets; ``train_overrides`` (e.g. ``epochs``) win over the reference's values."""
+    if target not in PAPER_TEST_MAE:
+        raise InputError(f"--setup paper trains one of {', '.join(PAPER_TEST_MAE)} per model; "
+                         f"got {target!r}")
+    return {"nonnegative_targets": []}, {**PAPER_TRAINING, **(train_overrides or {})}
+
 
 class TrainingFailed(PlatformError):
     """Training stopped (for example the loss became NaN); nothing was registered."""
@@ -56,6 +78,7 @@ class TrainRequest:
     train_overrides: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     name: str = "cgnn"
+    setup: str = "platform"
 
 
 def pack_ensemble(members: list[bytes]) -> bytes:
@@ -130,6 +153,7 @@ class Prepared:
     split_name: str
     idx: dict[str, np.ndarray]
     model_cfg: Any
+    notes: list[str] = field(default_factory=list)
 
     def subsets(self):  # type: ignore[no-untyped-def]
         gs = self.data.graphs
@@ -186,6 +210,22 @@ def _check_target_values(req: TrainRequest, data: GraphData, train_idx: np.ndarr
         raise InputError(
             f"no {which} with a graph of recipe {req.recipe!r} has a DFT value of "
             f"{', '.join(empty)} ({len(train_idx)} materials): leave it out of --targets")
+
+
+def cap_batch_size(req: TrainRequest, prep: Prepared) -> tuple[TrainRequest, str | None]:
+    """``req`` with its batch size capped for a small training set (``ml.train.batch_size_cap``)
+    and the sentence saying so, or ``req`` unchanged and None."""
+    from ml.train import MIN_STEPS_PER_EPOCH, batch_size_cap
+
+    n_train = int(len(prep.idx["train"]))
+    asked = _train_config(req, 0).batch_size
+    cap = batch_size_cap(n_train)
+    if asked <= cap:
+        return req, None
+    fixed = dataclasses.replace(req, train_overrides={**req.train_overrides, "batch_size": cap})
+    return fixed, (f"batch size {asked} capped to {cap}: the training set has {n_train} "
+                   f"materials, and an epoch should make at least {MIN_STEPS_PER_EPOCH} "
+                   "optimiser steps")
 
 
 def _train_config(req: TrainRequest, member: int):  # type: ignore[no-untyped-def]
@@ -250,7 +290,14 @@ def register(engine: Engine, req: TrainRequest, prep: Prepared,
     models = [model_from_bytes(b)[0] for b in members]
     _train, val_set, test_set = prep.subsets()
     idx = prep.idx
-    metrics: dict[str, Any] = {"test": {}, "val": {}, "n": {k: int(len(v)) for k, v in idx.items()}}
+    from ml.metrics import BAND_GAP_THRESHOLD, MAGNETIZATION_THRESHOLD
+
+    metrics: dict[str, Any] = {"test": {}, "val": {}, "n": {k: int(len(v)) for k, v in idx.items()},
+                               "setup": req.setup,
+                               # DFT value above which a material counts as an insulator /
+                               # magnetic in the ROC-AUCs (reasons: ml.metrics)
+                               "class_thresholds": {"band_gap": BAND_GAP_THRESHOLD,
+                                                    "magnetization": MAGNETIZATION_THRESHOLD}}
     for subset_name, subset in (("test", test_set), ("val", val_set)):
         if len(subset) == 0:
             continue
@@ -288,6 +335,7 @@ def train_and_register(engine: Engine, req: TrainRequest,
     """Train ``req`` in this process and register it under ``req.tag`` (library use; the CLI
     runs the same steps as a job, one task per member, see :func:`submit_train`)."""
     prep = prepare(engine, req)
+    req, _note = cap_batch_size(req, prep)
     runs = [train_member(engine, req, prep, m, progress)[1] for m in range(req.ensemble)]
     return register(engine, req, prep, [r for r in runs if r is not None])
 
@@ -311,10 +359,17 @@ def _request_from(params: dict[str, Any], device: str) -> TrainRequest:
 
 def submit_train(engine: Engine, req: TrainRequest, *, runner: str = "in-process",
                  budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> tuple[int, Prepared]:
-    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member."""
+    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member.
+
+    The batch size is capped for a small training set (:func:`cap_batch_size`); the sentence
+    saying so is in ``prep.notes``.
+    """
     from workers.jobs import TaskSpec, create_job
 
     prep = prepare(engine, req)
+    req, note = cap_batch_size(req, prep)
+    if note:
+        prep.notes.append(note)
     fixed = dataclasses.replace(req, split=prep.split_name)
     epochs = _train_config(req, 0).epochs
     params = {"request": _request_params(fixed), "snapshot": prep.data.snapshot_hash,
@@ -413,8 +468,11 @@ KIND = _TrainKind()
 def regression_metrics(targets: list[str], truth: np.ndarray, pred: np.ndarray
                        ) -> dict[str, dict[str, float | int | None]]:
     """Per target: n, MAE, RMSE over known DFT values; ROC-AUC for the two classifications
-    (band gap: metal vs insulator; magnetization: magnetic vs not; label = DFT value > 0)."""
-    from ml.metrics import mae, rmse, roc_auc
+    (band gap: metal vs insulator; magnetization: magnetic vs not; label = DFT value above
+    ``ml.metrics.BAND_GAP_THRESHOLD`` / ``MAGNETIZATION_THRESHOLD``)."""
+    from ml.metrics import BAND_GAP_THRESHOLD, MAGNETIZATION_THRESHOLD, mae, rmse, roc_auc
+
+    thresholds = {"band_gap": BAND_GAP_THRESHOLD, "magnetization": MAGNETIZATION_THRESHOLD}
 
     out: dict[str, dict[str, float | int | None]] = {}
     for k, t in enumerate(targets):
@@ -424,8 +482,8 @@ def regression_metrics(targets: list[str], truth: np.ndarray, pred: np.ndarray
         if known.any():
             m["mae"] = mae(y, p)
             m["rmse"] = rmse(y, p)
-            if t in ("band_gap", "magnetization"):
-                labels = y > 0.0
+            if t in thresholds:
+                labels = y > thresholds[t]
                 m["roc_auc"] = roc_auc(labels, p) if 0 < labels.sum() < len(labels) else None
         out[t] = m
     return out

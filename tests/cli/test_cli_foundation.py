@@ -51,9 +51,9 @@ def test_query_formats_and_params(db, tmp_path: Path) -> None:
     sql = "SELECT formula, band_gap FROM material_properties WHERE band_gap > :g ORDER BY formula"
     r = run("--db", db.url, "query", sql, "--param", "g=1", "--format", "json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) == [{"formula": "NaCl", "band_gap": 2.0}]
+    assert json.loads(r.stdout) == [{"formula": "NaCl", "band_gap": 2.0}]
     r = run("--db", db.url, "query", sql, "-p", "g=0", "--format", "csv")
-    assert r.output.splitlines() == ["formula,band_gap", "KBr,0.5", "NaCl,2.0"]
+    assert r.stdout.splitlines() == ["formula,band_gap", "KBr,0.5", "NaCl,2.0"]
     out = tmp_path / "x.parquet"
     r = run("--db", db.url, "query", sql, "-p", "g=0", "--format", "parquet", "-o", str(out))
     assert r.exit_code == 0

@@ -8,9 +8,10 @@ import sys
 import click
 from sqlalchemy import exc as sa_exc
 
-from matplat import __version__
+from matplat import __version__, interrupts
 from matplat.cli.context import AppContext
 from matplat.config import load_settings
+from matplat.db.session import configure_timeouts
 from matplat.errors import PlatformError
 from matplat.outputs import describe_os_error
 
@@ -39,7 +40,7 @@ class PlatformGroup(click.Group):
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except PlatformError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -54,8 +55,22 @@ class PlatformGroup(click.Group):
             click.echo(f"error: {describe_os_error(e)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted: nothing was half-written; rerun to finish", err=True)
-            sys.exit(130)
+            _say_interrupted()
+            sys.exit(interrupts.exit_code())
+        if isinstance(ctx.obj, AppContext):
+            for line in ctx.obj.warnings:
+                click.echo(line, err=True)
+        return result
+
+
+def _say_interrupted() -> None:
+    """The one "interrupted" line; a closed stderr (``| head``) or a second signal while
+    printing it must not turn into a traceback."""
+    try:
+        click.echo("interrupted: nothing was half-written; rerun to finish", err=True)
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError, KeyboardInterrupt):
+        pass
 
 
 @click.group(cls=PlatformGroup, context_settings=CONTEXT_SETTINGS)
@@ -72,6 +87,13 @@ class PlatformGroup(click.Group):
     help="Celery broker (redis://… or amqp://…) [env PLATFORM_BROKER_URL; default: in-process].",
 )
 @click.option(
+    "--query-db",
+    "query_database_url",
+    metavar="URL",
+    help="Database URL for user SQL (`query`, `--where`), e.g. a read-only role "
+    "[env PLATFORM_QUERY_DATABASE_URL; default: --db].",
+)
+@click.option(
     "--device",
     metavar="DEVICE",
     help="Torch device: auto, cpu, cuda, cuda:N [env PLATFORM_DEVICE; default auto].",
@@ -79,10 +101,20 @@ class PlatformGroup(click.Group):
 @click.version_option(__version__, prog_name="platform")
 @click.pass_context
 def cli(
-    ctx: click.Context, database_url: str | None, broker_url: str | None, device: str | None
+    ctx: click.Context,
+    database_url: str | None,
+    broker_url: str | None,
+    query_database_url: str | None,
+    device: str | None,
 ) -> None:
     """matplat: OQMD ingest, CGNN crystal graphs, model training and predictions in SQL."""
-    settings = load_settings(database_url=database_url, broker_url=broker_url, device=device)
+    try:
+        settings = load_settings(database_url=database_url, broker_url=broker_url,
+                                 device=device, query_database_url=query_database_url)
+    except PlatformError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    configure_timeouts(settings.connect_timeout, settings.read_timeout)
     ctx.obj = AppContext(settings=settings)
 
 
@@ -108,6 +140,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Train a CGNN on the stored graphs and register it as model version TAG."),
     "predict": ("matplat.cli.train", "predict",
                 "Predict every selected material's properties and write them into `predictions`."),
+    "reproduce": ("matplat.cli.reproduce", "reproduce", "Reproduce published results on your data."),
     "export": ("matplat.cli.export", "export",
                "Export graphs in the CGNN reference format, or predictions as CSV/Parquet."),
     "jobs": ("matplat.cli.jobs", "jobs",
@@ -135,4 +168,9 @@ class _Summary(click.Command):
 
 
 def main() -> None:
-    cli(prog_name="platform")
+    interrupts.install()
+    try:
+        cli(prog_name="platform")
+    except KeyboardInterrupt:  # a signal outside a command (while parsing, at exit)
+        _say_interrupted()
+        sys.exit(interrupts.exit_code())

@@ -127,17 +127,21 @@ def alias(app: AppContext, tag: str, name: str) -> None:
 
 @models.command()
 @click.argument("tag", callback=checks.tag)
+@click.option("--stability-threshold", "thresholds", type=float, multiple=True, metavar="EV",
+              help="Also compute discovery metrics at this hull distance (eV/atom; repeatable; "
+              "0 and 0.1 always, and every threshold requested before).")
 @pass_app
-def refresh(app: AppContext, tag: str) -> None:
+def refresh(app: AppContext, tag: str, thresholds: tuple[float, ...]) -> None:
     """Recompute TAG's leaderboard rows and summaries from its stored predictions (after an
-    ingest changed DFT values; predict does this itself)."""
+    ingest or a hull build changed DFT values; predict does this itself), including its
+    predicted hull distances and discovery metrics."""
     from matplat.db.session import session_factory
     from workers.leaderboard import refresh_metrics
 
     engine = app.engine()
     with session_factory(engine)() as s:
         mv_id = registry.get_version(s, tag).id
-    n = refresh_metrics(engine, mv_id)
+    n = refresh_metrics(engine, mv_id, thresholds)
     click.echo(f"model {tag}: refreshed {n} leaderboard rows")
 
 

@@ -7,25 +7,7 @@ import click
 from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.cli.output import FORMATS, write
-from matplat.errors import InputError
-from matplat.services.query import run_query
-
-
-def _parse_params(values: tuple[str, ...]) -> dict[str, object]:
-    params: dict[str, object] = {}
-    for item in values:
-        if "=" not in item:
-            raise InputError(f"--param {item!r}: expected name=value")
-        name, raw = item.split("=", 1)
-        value: object = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-        params[name.strip()] = value
-    return params
+from matplat.services.query import parse_params, run_query
 
 
 @click.command()
@@ -44,15 +26,27 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, object]:
     "params",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Bind :NAME in the SQL (repeatable); numbers are passed as numbers.",
+    help="Bind :NAME in the SQL (repeatable). An integer or decimal VALUE is a number, any "
+    "other text; NAME:text=VALUE forces text (also :int, :float). nan/inf are refused.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop the statement after this many seconds [env PLATFORM_QUERY_TIMEOUT; default 300].",
 )
 @pass_app
-def query(app: AppContext, sql: str, fmt: str, output: str | None, params: tuple[str, ...]) -> None:
+def query(app: AppContext, sql: str, fmt: str, output: str | None, params: tuple[str, ...],
+          timeout: float | None) -> None:
     """Run read-only SQL (SELECT/WITH) and print the rows.
+
+    The statement runs on PLATFORM_QUERY_DATABASE_URL (--query-db) when set, in a read-only
+    transaction, under a statement timeout; see the README for a read-only role.
 
     \b
     Example:
       platform query "SELECT formula, band_gap FROM material_properties WHERE band_gap > 1"
     """
-    df = run_query(app.engine(), sql, _parse_params(params))
+    values = parse_params(params)
+    df = run_query(app.query_engine(), sql, values,
+                   timeout=timeout or app.settings.query_timeout)
     write(df, fmt, output)

@@ -59,6 +59,14 @@ def _load_config(path: str | None) -> dict[str, Any]:
     default=None,
     help="Architecture preset [default: no-edgenet].",
 )
+@click.option(
+    "--setup",
+    type=click.Choice(["platform", "paper"]),
+    default="platform",
+    show_default=True,
+    help="paper: one of the paper's four targets per model, linear output, raw targets, fp32, "
+    "the reference's Adam/schedule/batch 512/300 epochs, preset complete (options still win).",
+)
 # Ranges are checked with the config file's values, in one place (workers.train_config).
 @click.option("--epochs", type=int, help="Epochs (>= 1) [default 300, as the paper].")
 @click.option("--batch-size", type=int, help="Batch size [default 512].")
@@ -94,6 +102,7 @@ def train(
     tag: str,
     targets: str | None,
     preset: str | None,
+    setup: str,
     epochs: int | None,
     batch_size: int | None,
     lr: float | None,
@@ -112,7 +121,13 @@ def train(
     10 minutes per message, from checkpoints), and the last one registers the model.
     """
     from workers.train_config import check_request
-    from workers.training import DEFAULT_TARGETS, TrainRequest, submit_train
+    from workers.training import (
+        DEFAULT_TARGETS,
+        PAPER_PRESET,
+        TrainRequest,
+        paper_setup,
+        submit_train,
+    )
 
     cfg = _load_config(config_path)
     in_file = f"--config {config_path}"
@@ -136,25 +151,36 @@ def train(
         if value is not None:
             training[key] = value
             where[f"training.{key}"] = f"--{key.replace('_', '-')}"
+    model_overrides = dict(cfg.get("model", {}))
+    default_preset = "no-edgenet"
+    if setup == "paper":
+        if len(target_list) != 1:
+            raise InputError("--setup paper trains one target per model: give --targets T")
+        paper_model, training = paper_setup(target_list[0], training)
+        model_overrides = {**paper_model, **model_overrides}
+        default_preset = PAPER_PRESET
     req = TrainRequest(
         tag=tag,
         targets=target_list,
-        preset=preset or cfg.get("preset") or "no-edgenet",
+        preset=preset or cfg.get("preset") or default_preset,
         recipe=recipe,
         split=split_name,
         seed=seed if seed is not None else cfg.get("seed", 12345),
         ensemble=ensemble,
-        model_overrides=dict(cfg.get("model", {})),
+        model_overrides=model_overrides,
         train_overrides=training,
         device=app.settings.device,
+        setup=setup,
     )
     check_request(req, where)  # before any work: one validation for options and the file
     engine = app.engine()
     check_no_wait(app, no_wait)
     check_broker(app)
-    job_id, _prep = submit_train(
+    job_id, prep = submit_train(
         engine, req, runner=runner_name(app), budget_seconds=slice_seconds
     )
+    for note in prep.notes:
+        click.echo(note)
 
     def postfix(ep: dict[str, Any]) -> str:
         val = ep.get("val_mae") or {}
@@ -196,7 +222,11 @@ def train(
 @click.option("--model-tag", "tag", callback=checks.tag, help="Model version to predict with.")
 @click.option("--alias", callback=checks.alias,
               help="Use the model version an alias (e.g. production) points at.")
-@click.option("--where", help='SQL condition on materials m, e.g. "m.natoms <= 20".')
+@click.option(
+    "--where",
+    help='SQL condition on materials m, e.g. "m.natoms <= 20" (selected read-only on the '
+    "user-SQL connection, see `platform query`).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True)
 @click.option(
     "--chunk-size",
@@ -261,7 +291,9 @@ def predict(
     check_broker(app)
     plan, job_id = submit_predict(engine, tag=tag, alias=alias, where=where,
                                   batch_size=batch_size, chunk_size=chunk_size,
-                                  runner=runner_name(app))
+                                  runner=runner_name(app),
+                                  query_engine=app.query_engine() if where else None,
+                                  timeout=app.settings.query_timeout)
     if job_id is None:
         click.echo(
             f"model {plan.tag}: all {len(plan.selected)} selected materials already have "

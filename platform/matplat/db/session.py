@@ -5,6 +5,7 @@ One engine per process and URL; callers own the unit of work (``with Session.beg
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,29 @@ _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+#: Seconds to wait for a server to connect / to answer (see :func:`configure_timeouts`).
+_TIMEOUTS = {"connect": 10.0, "read": 1800.0}
+
+
+def configure_timeouts(connect: float, read: float) -> None:
+    """Set the connect and read timeouts of engines created from now on (the CLI calls this
+    with the settings before it opens any engine)."""
+    _TIMEOUTS["connect"], _TIMEOUTS["read"] = float(connect), float(read)
+
+
+def _mysql_do_connect(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+    """Connect with the read timeout cut to the connect timeout until the handshake is done.
+
+    PyMySQL reads the server's greeting under ``read_timeout`` (not ``connect_timeout``), so
+    a listener that accepts and never answers would hang a command for the full read
+    timeout; the connection gets the configured read timeout once it is up (PyMySQL
+    re-applies ``_read_timeout`` on its next read).
+    """
+    cparams = {**cparams, "read_timeout": _TIMEOUTS["connect"]}
+    conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
+    conn._read_timeout = _TIMEOUTS["read"]
+    return conn
 
 
 def parse_url(url: str) -> URL:
@@ -61,18 +85,25 @@ def get_engine(url: str) -> Engine:
         if engine is None:
             kwargs: dict[str, object] = {"future": True}
             backend = parsed.get_backend_name()
+            connect_s = _TIMEOUTS["connect"]
             if backend == "sqlite":
                 kwargs["connect_args"] = {"timeout": 60}
             else:
                 kwargs["pool_pre_ping"] = True
             if backend in ("mysql", "mariadb"):
                 parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-                kwargs["connect_args"] = {"connect_timeout": 10, "local_infile": True}
+                kwargs["connect_args"] = {"connect_timeout": connect_s, "local_infile": True}
             if backend == "postgresql":
-                kwargs["connect_args"] = {"connect_timeout": 10}
+                # libpq's connect_timeout covers the whole start-up (whole seconds, >= 2);
+                # keepalives notice a peer that vanished in the middle of a statement
+                kwargs["connect_args"] = {
+                    "connect_timeout": max(2, math.ceil(connect_s)), "keepalives": 1,
+                    "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
             engine = create_engine(parsed, **kwargs)
             if backend == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
+            if backend in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
+                event.listen(engine, "do_connect", _mysql_do_connect)
             _ENGINES[key] = engine
         return engine
 
@@ -158,3 +189,38 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with session_factory(engine).begin() as session:
         yield session
+
+
+def privileged_reason(engine: Engine) -> str | None:
+    """Why user SQL on ``engine`` could reach beyond the database, or ``None``.
+
+    PostgreSQL: a superuser, or a member of ``pg_read_server_files`` /
+    ``pg_write_server_files`` / ``pg_execute_server_program``. MariaDB: an account with the
+    global FILE or SUPER privilege (or all privileges). SQLite has no accounts: ``None``.
+    """
+    backend = engine.url.get_backend_name()
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                row = conn.exec_driver_sql(
+                    "SELECT current_user, rolsuper, "
+                    "pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') "
+                    "OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') "
+                    "OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') "
+                    "FROM pg_roles WHERE rolname = current_user").one()
+                if row[1]:
+                    return f"PostgreSQL superuser {row[0]!r}"
+                if row[2]:
+                    return f"PostgreSQL role {row[0]!r} with server file access"
+            elif backend in ("mysql", "mariadb"):
+                user = conn.exec_driver_sql("SELECT CURRENT_USER()").scalar()
+                privileges = {str(r[0]).upper() for r in conn.exec_driver_sql(
+                    "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
+                    "WHERE GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), "
+                    "'''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')")}
+                found = sorted(privileges & {"FILE", "SUPER"})
+                if found:
+                    return f"MariaDB account {user!r} with the {' and '.join(found)} privilege"
+    except exc.DBAPIError:  # cannot tell: no warning rather than a failure
+        return None
+    return None

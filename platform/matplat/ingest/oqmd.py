@@ -46,7 +46,7 @@ from matplat.ingest.batch import RowBatch
 from matplat.ingest.dumpio import DumpFormatError
 from matplat.ingest.formulas import Formulas, atomic_volume
 from matplat.ingest.oqmd_rules import Selection, select
-from matplat.ingest.oqmd_stage import NEEDED_COLUMNS, Staging
+from matplat.ingest.oqmd_stage import NEEDED_COLUMNS, READ_COLUMNS, Staging
 from matplat.ingest.qmdb import qmdb_columns
 
 __all__ = [
@@ -102,6 +102,10 @@ class MaterialChunk:
     content_hash: list[str]
     rejects: list[tuple[int, str]] = field(default_factory=list)
     rule: str = "cgnn"
+    #: OQMD's own hull distance (``formation_energies.stability``), NaN where unknown; None
+    #: for sources that have none. Not part of the content hash: it is derived from the
+    #: other materials of the dump, not from this one.
+    oqmd_stability: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.source_id)
@@ -190,7 +194,7 @@ def extract_dump(
     batches = iter_dump(
         path,
         set(NEEDED_TABLES),
-        columns={t: list(c) for t, c in NEEDED_COLUMNS.items()},
+        columns={t: list(c) for t, c in READ_COLUMNS.items()},
         schema={t: list(qmdb_columns(t)) for t in NEEDED_TABLES},
         progress=progress,
     )
@@ -221,6 +225,8 @@ class _Emitter:
         self.source_id = sel.source_id
         self.entry_id = sel.entry_id
         self.formation_energy = sel.formation_energy
+        self.oqmd_stability = (sel.oqmd_stability if sel.oqmd_stability is not None
+                               else np.full(n, np.nan))
         self.calc_id = tables.calc_id[ci]
         self.structure_id = tables.calc_output[ci]
         col = stage.column
@@ -410,6 +416,7 @@ class _Emitter:
             content_hash=[],
             rejects=rejects,
             rule=self.rule,
+            oqmd_stability=self.oqmd_stability[sel].astype(np.float64),
         )
         chunk.content_hash = content_hashes(chunk)
         return chunk

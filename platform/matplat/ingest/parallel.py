@@ -234,4 +234,10 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
 if __name__ == "__main__":
     _out = os.fdopen(os.dup(1), "wb")
     sys.stdout = sys.stderr  # nothing else may write into the protocol stream
-    _serve(sys.stdin.buffer, _out)
+    try:
+        _serve(sys.stdin.buffer, _out)
+        _out.flush()
+    except (BrokenPipeError, KeyboardInterrupt):
+        # the parent stopped reading (interrupted, or handling an error of its own): leave
+        # without a traceback after its "interrupted" line, and without flushing at exit
+        os._exit(0)
