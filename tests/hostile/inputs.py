@@ -36,6 +36,19 @@ def structures_rows(sql: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
+def canonical_entries(sql: bytes, n: int) -> list[int]:
+    """The first ``n`` entry ids that are their own duplicate_of_id (materials under both
+    rules)."""
+    out = []
+    for stmt in re.finditer(rb"INSERT INTO `entries` VALUES (.*?);\n", sql, re.DOTALL):
+        for row in re.finditer(rb"\((\d+),'[^']*','[^']*',(\d+|NULL),", stmt.group(1)):
+            if row.group(1) == row.group(2):
+                out.append(int(row.group(1)))
+                if len(out) == n:
+                    return out
+    raise AssertionError(f"fewer than {n} canonical entries in the dump")
+
+
 def with_structure_volume(sql: bytes, volumes: dict[int, bytes]) -> bytes:
     """The dump with structures.volume of every structure of the given entries replaced."""
     pieces = []

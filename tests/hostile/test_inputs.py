@@ -13,6 +13,7 @@ from factories import make_model_version
 from sqlalchemy import text
 
 from hostile.inputs import (
+    canonical_entries,
     export_zip,
     one_error_line,
     read_dump,
@@ -36,9 +37,11 @@ def count(db, table: str) -> int:  # type: ignore[no-untyped-def]
 
 def test_oqmd_api_rejects_volumes_that_contradict_the_lattice(db, sample_dump: Path,
                                                               tmp_path: Path) -> None:
-    bad = {2: b"-34.86", 3: b"0", 5: b"10.5", 6: b"1e300"}  # negative, zero, off, huge
+    sql = read_dump(sample_dump)
+    values = [b"-34.86", b"0", b"10.5", b"1e300"]  # negative, zero, off, huge
+    bad = dict(zip(canonical_entries(sql, len(values)), values, strict=True))
     dump = tmp_path / "bad-volume.sql"
-    dump.write_bytes(with_structure_volume(read_dump(sample_dump), bad))
+    dump.write_bytes(with_structure_volume(sql, bad))
     rejects = tmp_path / "rejects.tsv"
     r = run(db.url, "ingest", str(dump), "--rule", "oqmd-api", "--rejects", str(rejects))
     assert r.exit_code == 0, r.output
