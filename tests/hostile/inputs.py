@@ -36,6 +36,19 @@ def structures_rows(sql: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
+def canonical_entries(sql: bytes, n: int) -> list[int]:
+    """The first ``n`` entry ids that are their own duplicate_of_id (materials under both
+    rules)."""
+    out = []
+    for stmt in re.finditer(rb"INSERT INTO `entries` VALUES (.*?);\n", sql, re.DOTALL):
+        for row in re.finditer(rb"\((\d+),'[^']*','[^']*',(\d+|NULL),", stmt.group(1)):
+            if row.group(1) == row.group(2):
+                out.append(int(row.group(1)))
+                if len(out) == n:
+                    return out
+    raise AssertionError(f"fewer than {n} canonical entries in the dump")
+
+
 def with_structure_volume(sql: bytes, volumes: dict[int, bytes]) -> bytes:
     """The dump with structures.volume of every structure of the given entries replaced."""
     pieces = []
@@ -49,6 +62,27 @@ def with_structure_volume(sql: bytes, volumes: dict[int, bytes]) -> bytes:
         last = end
     pieces.append(sql[last:])
     return b"".join(pieces)
+
+
+def with_infinite_formation_energies(sql: bytes, rows: int = 3) -> bytes:
+    """The dump with delta_e (the last column) of the first ``rows`` formation_energies rows
+    written as -1e400, which parses as -infinity."""
+    stmt = re.search(rb"INSERT INTO `formation_energies` VALUES (.*?);\n", sql, re.DOTALL)
+    assert stmt is not None
+    body = stmt.group(1)
+    done = 0
+
+    def repl(m: re.Match[bytes]) -> bytes:
+        nonlocal done
+        if done >= rows:
+            return m.group(0)
+        done += 1
+        fields = m.group(1).split(b",")
+        fields[-1] = b"-1e400"
+        return b"(" + b",".join(fields) + b")"
+
+    new = re.sub(rb"\(([^()]*)\)", repl, body)
+    return sql[: stmt.start(1)] + new + sql[stmt.end(1):]
 
 
 def with_bad_prototype(sql: bytes) -> bytes:

@@ -7,15 +7,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from factories import make_model_version
 from sqlalchemy import text
 
 from hostile.inputs import (
+    canonical_entries,
     export_zip,
     one_error_line,
     read_dump,
     with_bad_prototype,
+    with_infinite_formation_energies,
     with_structure_volume,
 )
 from matplat.cli import cli
@@ -34,9 +37,11 @@ def count(db, table: str) -> int:  # type: ignore[no-untyped-def]
 
 def test_oqmd_api_rejects_volumes_that_contradict_the_lattice(db, sample_dump: Path,
                                                               tmp_path: Path) -> None:
-    bad = {2: b"-34.86", 3: b"0", 5: b"10.5", 6: b"1e300"}  # negative, zero, off, huge
+    sql = read_dump(sample_dump)
+    values = [b"-34.86", b"0", b"10.5", b"1e300"]  # negative, zero, off, huge
+    bad = dict(zip(canonical_entries(sql, len(values)), values, strict=True))
     dump = tmp_path / "bad-volume.sql"
-    dump.write_bytes(with_structure_volume(read_dump(sample_dump), bad))
+    dump.write_bytes(with_structure_volume(sql, bad))
     rejects = tmp_path / "rejects.tsv"
     r = run(db.url, "ingest", str(dump), "--rule", "oqmd-api", "--rejects", str(rejects))
     assert r.exit_code == 0, r.output
@@ -51,6 +56,21 @@ def test_oqmd_api_rejects_volumes_that_contradict_the_lattice(db, sample_dump: P
     for vpa, vdev in rows:
         assert vpa is not None and vpa > 0
         assert vdev is None or math.isfinite(vdev)
+
+
+@pytest.mark.parametrize("rule", ["cgnn", "oqmd-api"])
+def test_infinite_values_in_the_dump_are_rejected_entries(db, sample_dump: Path,
+                                                          tmp_path: Path, rule: str) -> None:
+    dump = tmp_path / "infinite.sql"
+    dump.write_bytes(with_infinite_formation_energies(read_dump(sample_dump), rows=40))
+    rejects = tmp_path / "rejects.tsv"
+    r = run(db.url, "ingest", str(dump), "--rule", rule, "--rejects", str(rejects))
+    assert r.exit_code == 0, r.output  # MariaDB never sees -inf
+    assert "infinite formation energy" in rejects.read_text()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM materials")).scalar_one() > 10
+        for (fe,) in conn.execute(text("SELECT formation_energy FROM dft_properties")):
+            assert fe is None or math.isfinite(fe)
 
 
 def test_cgnn_rule_takes_the_volume_from_the_lattice(db, sample_dump: Path,

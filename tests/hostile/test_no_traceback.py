@@ -102,6 +102,8 @@ CATALOGUE: list[tuple[str, list[str]]] = [
     ("predict-structures-output-no-dir", ["predict", "--model-tag", "m1", "--structures",
                                           "garbage.sql", "--output", "nodir/x.csv"]),
     ("ingest-structures-rejects-no-dir", ["ingest", "x.cif", "--rejects", "nodir/r.csv"]),
+    ("reproduce-missing-folder", ["reproduce", "cgnn", "nosuch-folder"]),
+    ("reproduce-bad-tag-prefix", ["reproduce", "cgnn", "ds-json", "--tag-prefix", "a b"]),
     ("unknown-command", ["frobnicate"]),
 ]
 

@@ -27,6 +27,14 @@ def alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return names.check_alias(value, _label(param, "alias"))
 
 
+def tag_prefix(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A prefix that makes tags with target names appended (the longest, 16 characters)."""
+    if value is None:
+        return None
+    names.check_tag(f"{value}formation_energy", f"{_label(param, 'tag prefix')} {value!r}: tags")
+    return value
+
+
 def output_file(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A file the command will write: it must be creatable now."""
     if value is None or value == "-":

@@ -48,7 +48,7 @@ def render(df: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return df.to_csv(index=False).rstrip("\n")
     if fmt == "json":
-        return json_text(df.to_dict(orient="records"))
+        return json_records(df)
     raise InputError(f"format {fmt!r} cannot be printed; use --output FILE")
 
 
@@ -81,6 +81,22 @@ def _plain(value: Any) -> Any:
 def json_text(obj: Any, indent: int | None = None) -> str:
     """Strict JSON (RFC 8259) of ``obj`` under the rule of :func:`_plain`; never ``NaN``."""
     return json.dumps(_plain(obj), indent=indent, allow_nan=False, ensure_ascii=False)
+
+
+def json_records(df: pd.DataFrame) -> str:
+    """``df`` as a strict JSON list of records: pandas' fast writer (which writes NaN and
+    ±infinity as null) after text, bytes and decimals of object columns went through
+    :func:`_plain`; :func:`json_text` for what pandas still cannot write (huge integers)."""
+    out = df
+    objects = [c for c in df.columns if df[c].dtype == object]
+    if objects:
+        out = df.copy()
+        for c in objects:
+            out[c] = pd.Series([_plain(v) for v in df[c]], index=df.index, dtype=object)
+    try:
+        return out.to_json(orient="records", date_format="iso", indent=None)
+    except (OverflowError, UnicodeError, ValueError, TypeError):
+        return json_text(df.to_dict(orient="records"))
 
 
 def write(df: pd.DataFrame, fmt: str, output: str | None) -> None:

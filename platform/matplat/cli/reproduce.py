@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.cli.jobrun import check_broker, raise_if_failed, run_job, runner_name
 from matplat.errors import InputError
@@ -19,7 +20,7 @@ def reproduce() -> None:
 @reproduce.command("cgnn")
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs [default 300, as the paper].")
-@click.option("--tag-prefix", default="cgnn-paper-", show_default=True,
+@click.option("--tag-prefix", default="cgnn-paper-", show_default=True, callback=checks.tag_prefix,
               help="Model versions are tagged PREFIX + target.")
 @click.option("--seed", type=int, default=12345, show_default=True)
 @pass_app

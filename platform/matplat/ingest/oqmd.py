@@ -25,8 +25,9 @@ Per material (see :mod:`matplat.ingest.oqmd_rules` for which calculation is chos
 
 Malformed materials are not emitted but listed in ``rejects`` as ``(source_id, reason)``:
 unknown element symbol, no atoms, NaN coordinates, singular lattice (|det| < 1e-6), output
-structure missing, and under ``oqmd-api`` a ``structures.volume`` that disagrees with |det|
-(negative, zero, infinite, or off by more than 0.1 %).
+structure missing, an infinite formation energy, band gap or magnetic moment, and under
+``oqmd-api`` a ``structures.volume`` that disagrees with |det| (negative, zero, infinite, or
+off by more than 0.1 %).
 """
 
 from __future__ import annotations
@@ -329,6 +330,10 @@ class _Emitter:
         # oqmd-api stores the dump's structures.volume: it must agree with the lattice (a
         # negative, zero or infinite volume would give -inf volume deviations downstream).
         stv_all = self.st_volume[c0:c1] if self.rule != "cgnn" else np.full(k, np.nan)
+        # ±infinity in a value column (NULL is NaN and allowed): no database takes it.
+        infinite = {name: np.isinf(values[c0:c1]) for name, values in (
+            ("formation energy", self.formation_energy), ("band gap", self.band_gap),
+            ("magnetic moment", self.magmom))}
         with np.errstate(invalid="ignore"):
             bad_vol = ~np.isnan(stv_all) & ~(
                 np.isfinite(stv_all) & (np.abs(stv_all - det) <= _VOLUME_RTOL * det)
@@ -353,6 +358,9 @@ class _Emitter:
                     why = f"structure {sid}: NaN coordinates"
                 elif bad_lat[i]:
                     why = f"structure {sid}: singular lattice (|det| = {det[i]:.3g})"
+                elif any(flags[i] for flags in infinite.values()):
+                    what = next(n for n, flags in infinite.items() if flags[i])
+                    why = f"structure {sid}: infinite {what} in the dump"
                 elif bad_vol[i]:
                     why = (f"structure {sid}: volume {stv_all[i]:.6g} disagrees with its "
                            f"lattice (|det| = {det[i]:.6g})")
