@@ -83,7 +83,7 @@ def predict_structures(
         plan = PredictPlan(mv_id=mv_id, tag=mv_tag, targets=targets,
                            recipe_id=int(meta["recipe_id"]),
                            recipe=recipe_name(engine, int(meta["recipe_id"])), where=None,
-                           cond="", selected=ids, todo=todo)
+                           selected=ids, todo=todo)
         clock: dict[str, float] = {}
         c = predict_ids(engine, plan, todo, load_models(engine, mv_id), batch_size=batch_size,
                         device=device, timings=clock)
