@@ -34,6 +34,7 @@ def build_pipeline(kind: str, tmp: Path, dump: Path) -> TestDatabase:
     url = db.url
     invoke(url, "db", "upgrade")
     invoke(url, "ingest", str(dump))
+    invoke(url, "hull", "build")
     invoke(url, "graphs", "build", "--workers", "1")
     invoke(url, "train", "--model-tag", "v3", *TRAIN_ARGS)
     invoke(url, "train", "--model-tag", "v4", "--seed", "7", *TRAIN_ARGS)

@@ -25,6 +25,20 @@ CASES = {
 }
 
 
+def small_systems(seed: int = 0, n: int = 300) -> tuple[Entries, list[tuple[dict[int, float], float]]]:
+    """Many chemical systems of 2-7 elements with a few entries each (tiny hulls)."""
+    rng = np.random.default_rng(seed)
+    elements = [3, 5, 8, 9, 11, 12, 13, 14, 16, 20, 22, 26, 29, 30]
+    rows: list[tuple[dict[int, float], float]] = []
+    for _ in range(n):
+        k = int(rng.choice([1, 2, 3, 3, 4, 4, 5, 6, 7]))
+        els = rng.choice(elements, size=k, replace=False)
+        comp = {int(e): float(rng.integers(1, 5)) for e in els}
+        rows.append((comp, float(rng.normal(-0.4, 0.5)) if k > 1 else float(rng.normal(0, 0.05))))
+    labels = np.arange(1, len(rows) + 1)
+    return Entries.from_dicts(labels, [r[0] for r in rows], [r[1] for r in rows]), rows
+
+
 def random_entries(seed: int = 0, n: int = 400) -> tuple[Entries, list[tuple[dict[int, float], float]]]:
     """Random entries over a few overlapping systems up to 6 elements, plus the CASES and
     some entries without an energy (NaN)."""

@@ -88,7 +88,16 @@ def test_incremental_rebuild_touches_exactly_the_affected_systems(db) -> None:
     remap = {i + 1: mid for i, mid in enumerate([*ids, 10_000])}
     for label, (ehull, _) in ref.items():
         assert after[remap[label]][0] == pytest.approx(ehull, abs=1e-6)
-    # Deleting a material recomputes its system (and those above it).
+    # A new material above its hull moves no hull: only its own system is recomputed.
+    insert_rows(engine, [({3: 1, 14: 1}, 0.5)], first_id=10_001)
+    plan4, _ = build(engine)
+    with engine.connect() as conn:
+        again = {r[0] for r in conn.execute(text(
+            "SELECT chemical_system FROM hull_systems WHERE hull_build_id = :b"),
+            {"b": plan4.build_id})}
+    assert again == {"Li-Si"} and plan4.hulls_moved == 0
+    assert hull_rows(engine)[10_001][0] > 0.4
+    # Deleting a stable material moves its hull: its system and those above it.
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM materials WHERE id = 10000"))
     plan3, _ = build(engine)

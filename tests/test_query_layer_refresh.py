@@ -116,9 +116,12 @@ def test_snapshot_equals_base_tables(db) -> None:
 def test_leaderboard_and_auc(db) -> None:
     build(db.engine)
     rows = with_all(long_rows(db.engine))
-    board = frame(db.engine, "SELECT model_tag, property, split, n, mae, rmse, roc_auc "
-                             "FROM model_leaderboard")
+    board = frame(db.engine, "SELECT model_tag, property, split, n, mae, rmse, roc_auc, "
+                             "baseline_mae FROM model_leaderboard")
     expected = 0
+    # the mean predictor: the mean DFT value of the model's training subset (v2 has no split)
+    train = rows[(rows.subset == "train")].dropna(subset=["dft"])
+    train_mean = train.groupby(["tag", "property"]).dft.mean()
     for (tag, prop, subset), g in rows.groupby(["tag", "property", "subset"]):
         want = stats(g)
         if want["n"] == 0:
@@ -130,6 +133,13 @@ def test_leaderboard_and_auc(db) -> None:
         assert got.n == want["n"]
         assert got.mae == pytest.approx(want["mae"], rel=1e-9)
         assert got.rmse == pytest.approx(want["rmse"], rel=1e-9)
+        if (tag, prop) in train_mean.index:
+            known = g.dropna(subset=["err"])
+            base = (known.dft - train_mean[(tag, prop)]).abs().mean()
+            assert got.baseline_mae == pytest.approx(base, rel=1e-9)
+            assert tag == "v1"
+        else:
+            assert null(got.baseline_mae)
         if prop in ("band_gap", "magnetization"):
             g = g[g.dft.notna()]
             auc = roc_auc(g.dft.to_numpy() > 0, g.value.to_numpy())

@@ -24,7 +24,8 @@ def readme_queries() -> dict[str, str]:
 
 def test_readme_has_the_example_queries() -> None:
     assert set(readme_queries()) == {"screening", "error_by_spacegroup", "error_by_chemistry",
-                                     "compare_models", "elements_present", "leaderboard"}
+                                     "compare_models", "elements_present", "leaderboard",
+                                     "near_hull", "discovery"}
 
 
 def frames(engine) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
@@ -33,8 +34,9 @@ def frames(engine) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
         for name, sql in {
             "pred": "SELECT mv.tag, p.material_id, p.property, p.value FROM predictions p "
                     "JOIN model_versions mv ON mv.id = p.model_version_id",
-            "dft": "SELECT material_id, formation_energy, volume_per_atom, band_gap, "
-                   "magnetization, volume_deviation FROM dft_properties",
+            "dft": "SELECT d.material_id, d.formation_energy, d.volume_per_atom, d.band_gap, "
+                   "d.magnetization, d.volume_deviation, h.e_above_hull FROM dft_properties d "
+                   "LEFT JOIN material_hulls h ON h.material_id = d.material_id",
             "mat": "SELECT id AS material_id, formula, spacegroup FROM materials",
             "split": "SELECT mv.tag, sm.material_id, sm.subset FROM split_members sm "
                      "JOIN model_versions mv ON mv.split_id = sm.split_id",
@@ -119,7 +121,7 @@ def test_compare_models(pipeline) -> None:
                                          mae_v4=("abs_error_b", "mean")).reset_index()
     closer = m.assign(c=(m.abs_error_b < m.abs_error).astype(int)).groupby("property").c.sum()
     expected["v4_closer"] = expected.property.map(closer)
-    assert len(expected) == 4
+    assert len(expected) == 5  # the four targets and the derived hull distance
     close(run_query(pipeline.engine, readme_queries()["compare_models"]), expected)
 
 
@@ -150,3 +152,49 @@ def test_leaderboard(pipeline) -> None:
         assert row.rmse == pytest.approx(np.sqrt(((t.value - t.dft) ** 2).mean()), rel=1e-9)
     maes = actual.groupby("property").mae.apply(list)
     assert all(v == sorted(v) for v in maes)
+
+
+def test_near_hull(pipeline) -> None:
+    with pipeline.engine.connect() as conn:
+        hull = pd.DataFrame(conn.execute(text(
+            "SELECT h.material_id, m.formula, h.formation_energy, h.e_above_hull, h.is_stable, "
+            "h.chemical_system FROM material_hulls h JOIN materials m ON m.id = h.material_id"
+        )).fetchall(), columns=["material_id", "formula", "formation_energy", "e_above_hull",
+                                "is_stable", "system"])
+        dec = pd.DataFrame(conn.execute(text(
+            "SELECT material_id, position, product_formula, fraction FROM hull_decompositions"
+        )).fetchall(), columns=["material_id", "position", "product_formula", "fraction"])
+    # The system with the most rows (materials within 0.1 eV/atom of the hull, times their
+    # decomposition products) in the small pipeline data set.
+    near = hull[hull.e_above_hull <= 0.1].merge(dec, on="material_id", how="left")
+    system = near.system.value_counts().index[0]
+    m = near[near.system == system]
+    assert len(m) >= 1
+    m = m.sort_values(["e_above_hull", "material_id", "position"])
+    expected = m[["material_id", "formula", "formation_energy", "e_above_hull", "is_stable",
+                  "product_formula", "fraction"]].copy()
+    expected["is_stable"] = expected.is_stable.astype(int)
+    actual = run_query(pipeline.engine, readme_queries()["near_hull"], {"system": system})
+    actual["is_stable"] = actual.is_stable.astype(int)
+    close(actual, expected)
+
+
+def test_discovery(pipeline) -> None:
+    from sklearn.metrics import f1_score
+
+    f = frames(pipeline.engine)
+    p = f["p"]
+    row = []
+    for tag in ("v3", "v4"):
+        t = p[(p.tag == tag) & (p.property == "e_above_hull") & (p.subset == "test")
+              & p.dft.notna()]
+        y, pr = t.dft.to_numpy(float), t.value.to_numpy(float)
+        prevalence = (y <= 0).mean()
+        precision = ((y <= 0) & (pr <= 0)).sum() / max((pr <= 0).sum(), 1)
+        row.append((len(t), f1_score(y <= 0, pr <= 0, zero_division=np.nan),
+                    precision / prevalence if prevalence else np.nan, np.abs(pr - y).mean()))
+    (n3, f3, d3, m3), (_n4, f4, d4, m4) = row
+    assert n3 > 0
+    expected = pd.DataFrame({"n": [n3], "f1_v3": [f3], "f1_v4": [f4], "daf_v3": [d3],
+                             "daf_v4": [d4], "mae_v3": [m3], "mae_v4": [m4]})
+    close(run_query(pipeline.engine, readme_queries()["discovery"]), expected)

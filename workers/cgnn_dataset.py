@@ -133,18 +133,37 @@ def _load_graph_dict(path: Path) -> dict[str, tuple]:
     return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in graphs.items()}
 
 
+def _read_json(path: Path) -> object:
+    """A data-set folder's JSON file, or one :class:`InputError` line naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not JSON ({e.msg} at line {e.lineno} column {e.colno})"
+                         ) from None
+
+
 def import_dataset(engine: Engine, directory: Path) -> DatasetSummary:
     """Store a reference-format folder's graphs under recipe ``dataset:<folder name>``."""
     directory = directory.resolve()
     for f in ("graph_data.npz", "config.json", "targets.csv"):
         if not (directory / f).is_file():
             raise InputError(f"{directory}: not a CGNN data set folder (missing {f})")
-    config = json.loads((directory / "config.json").read_text())
-    species_table = np.asarray(config.get("atomic_numbers") or [], dtype=np.int64)
+    config = _read_json(directory / "config.json")
+    try:
+        species_table = np.asarray((config.get("atomic_numbers") if isinstance(config, dict)
+                                    else None) or [], dtype=np.int64).ravel()
+    except (TypeError, ValueError, OverflowError):
+        species_table = np.zeros(0, dtype=np.int64)
     if species_table.size == 0:
-        raise InputError(f"{directory / 'config.json'}: no atomic_numbers list")
+        raise InputError(f"{directory / 'config.json'}: no atomic_numbers list of integers")
     graphs = _load_graph_dict(directory / "graph_data.npz")
-    targets = pd.read_csv(directory / "targets.csv")
+    try:
+        targets = pd.read_csv(directory / "targets.csv")
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as e:
+        raise InputError(f"{directory / 'targets.csv'}: not a CSV table "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if "name" not in targets.columns:
         raise InputError(f"{directory / 'targets.csv'}: no 'name' column")
     digest = hashlib.sha256((directory / "graph_data.npz").read_bytes()).hexdigest()
@@ -265,7 +284,9 @@ def import_dataset(engine: Engine, directory: Path) -> DatasetSummary:
         summary.graphs = len(g_rows["structure_id"])
         split_path = directory / "split.json"
         if split_path.is_file():
-            split = json.loads(split_path.read_text())
+            split = _read_json(split_path)
+            if not isinstance(split, dict):
+                raise InputError(f"{split_path}: expected an object with train, val, test lists")
             sname = recipe_name
             conn.execute(text("DELETE FROM split_members WHERE split_id IN (SELECT id FROM "
                               "dataset_splits WHERE name = :n)"), {"n": sname})

@@ -2,8 +2,8 @@
 
 Planning reads each source's materials once (:mod:`workers.hull_data`), compares each
 chemical system's signature with the one stored in ``hull_systems`` at the last build, and
-marks *dirty* every system whose signature changed, that is new, or that contains such a
-system or a system that disappeared (its hull includes every subsystem). Dirty systems are
+marks *dirty* every system whose signature changed or that is new, and every system that
+contains a changed system whose own hull moved (see :func:`dirty_systems`). Dirty systems are
 grouped under maximal dirty systems (one hull serves all of its subsystems, see
 :mod:`ml.stability.systems`) and the groups are packed into tasks of about ``chunk_size``
 materials. A task recomputes its systems and replaces their rows in ``material_hulls``,
@@ -38,6 +38,7 @@ class HullPlan:
     sources: list[str]
     systems_total: int = 0
     systems_dirty: int = 0
+    hulls_moved: int = 0
     materials: int = 0
     tasks: list[dict[str, Any]] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
@@ -50,23 +51,72 @@ def _stored(engine: Engine, source: str) -> dict[str, int]:
             .where(HullSystem.source == source))}
 
 
-def dirty_systems(data: SourceData, stored: dict[str, int], *, full: bool = False) -> list[int]:
-    """Indices of systems to recompute: changed, new, or containing a changed, new or
-    removed system."""
+def _changed(data: SourceData, stored: dict[str, int]) -> tuple[list[int], list[str]]:
+    """(present systems whose signature changed or that are new, stored systems now gone)."""
+    present = [i for i, n in enumerate(data.names) if n]
+    changed = [i for i in present if stored.get(data.names[i]) != int(data.signatures[i])]
+    return changed, sorted(set(stored) - {data.names[i] for i in present})
+
+
+def _old_stable(engine: Engine, source: str, names: list[str]
+                ) -> tuple[dict[str, set[tuple[int, float]]], dict[str, int]]:
+    """Per system: the (material id, formation energy) of its materials on the hull at the
+    last build that still exist, and the number that were on it then."""
+    out: dict[str, set[tuple[int, float]]] = {n: set() for n in names}
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(names), ID_CHUNK):
+            part = names[i:i + ID_CHUNK]
+            for name, mid, fe in conn.execute(text(
+                    "SELECT chemical_system, material_id, formation_energy FROM material_hulls "
+                    "WHERE source = :s AND is_stable = :t AND chemical_system IN :names")
+                    .bindparams(bindparam("names", expanding=True)),
+                    {"s": source, "t": True, "names": part}):
+                out[name].add((int(mid), float(fe)))
+            counts.update({r[0]: int(r[1]) for r in conn.execute(
+                select(HullSystem.chemical_system, HullSystem.n_stable).where(
+                    HullSystem.source == source, HullSystem.chemical_system.in_(part)))})
+    return out, counts
+
+
+def dirty_systems(engine: Engine, data: SourceData, stored: dict[str, int], *,
+                  full: bool = False) -> tuple[list[int], int]:
+    """Indices of the systems to recompute, and how many changed systems moved their hull.
+
+    A changed system (new, removed, or its materials' signature differs) is recomputed. Its
+    supersets are recomputed only when its own hull moved: the set of its materials on the
+    hull (ids and energies, computed now on the current data) differs from the last build's.
+    A material above its system's hull cannot be a vertex of any superset's hull (the hull of
+    a superset restricted to the subsystem's face is the subsystem's hull), so adding one,
+    or changing one that stays above, leaves every superset as it was.
+    """
+    from ml.stability.systems import hull_all
+
     present = {n: i for i, n in enumerate(data.names) if n}
     if full:
-        return sorted(present.values())
-    changed = {n for n, i in present.items() if stored.get(n) != int(data.signatures[i])}
-    changed |= set(stored) - set(present)
-    if not changed:
-        return []
-    out = []
-    for name, i in present.items():
-        els = name.split("-")
-        if any("-".join(sub) in changed for r in range(1, len(els) + 1)
-               for sub in itertools.combinations(els, r)):
-            out.append(i)
-    return sorted(out)
+        return sorted(present.values()), 0
+    changed, removed = _changed(data, stored)
+    if not changed and not removed:
+        return [], 0
+    res = hull_all(data.entries, targets=changed, index=data.index)
+    old, old_n = _old_stable(engine, data.source, [data.names[i] for i in changed] + removed)
+    moved = {n for n in removed if old_n.get(n, 0) > 0}
+    e = data.entries
+    for i in changed:
+        rows = data.index.members[i]
+        on = rows[res.e_above_hull[rows] <= STABLE_TOL]
+        now = set(zip(e.labels[on].tolist(), e.energies[on].tolist(), strict=True))
+        name = data.names[i]
+        if now != old[name] or old_n.get(name, 0) != len(old[name]):
+            moved.add(name)
+    out = set(changed)
+    if moved:
+        for name, i in present.items():
+            els = name.split("-")
+            if any("-".join(sub) in moved for r in range(1, len(els) + 1)
+                   for sub in itertools.combinations(els, r)):
+                out.add(i)
+    return sorted(out), len(moved)
 
 
 def _pack(data: SourceData, dirty: list[int], chunk_size: int) -> list[tuple[list[str], int]]:
@@ -111,7 +161,8 @@ def plan_build(engine: Engine, *, source: str | None = None, full: bool = False,
         data = load_source(engine, src)
         remember(data, build_id)
         stored = _stored(engine, src)
-        dirty = dirty_systems(data, stored, full=full)
+        dirty, moved = dirty_systems(engine, data, stored, full=full)
+        plan.hulls_moved += moved
         removed = sorted(set(stored) - set(data.names))
         if removed:
             with engine.begin() as conn:

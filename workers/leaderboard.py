@@ -5,8 +5,9 @@ After a predict, :func:`refresh_metrics` rebuilds in one transaction:
 - ``wide_predictions`` (view ``material_predictions``): one row per material with every
   predicted property, its uncertainty and its DFT value, and the material's formula, space
   group and subset of the model's split;
-- ``model_metrics`` (view ``model_leaderboard``): n, MAE, RMSE per property and subset, and
-  ROC-AUC for band gap (metal/insulator) and magnetization (magnetic or not);
+- ``model_metrics`` (view ``model_leaderboard``): n, MAE, RMSE per property and subset,
+  ROC-AUC for band gap (metal/insulator) and magnetization (magnetic or not), and the mean
+  predictor's MAE on the same rows (``baseline_mae``: predicting the training subset's mean);
 - ``model_element_metrics`` (view ``model_errors_by_element``): the same on the materials that
   contain each element and on the others;
 - ``model_pair_metrics`` (view ``model_comparisons``): against every other model version that
@@ -33,9 +34,12 @@ from matplat.db.models.mlmodels import (
     ModelPairMetric,
 )
 from matplat.db.models.stability import StabilityMetric
+from ml.metrics import BAND_GAP_THRESHOLD, MAGNETIZATION_THRESHOLD
 
-#: DFT value above which a material is an insulator (band gap, eV) or magnetic (μB/atom).
-CLASS_THRESHOLDS = {"band_gap": 0.0, "magnetization": 0.0}
+#: DFT value above which a material is an insulator (band gap, eV) or magnetic (μB/atom): the
+#: named constants of ``ml.metrics`` (0: OQMD and the synthetic data store exactly 0 for
+#: metals and non-magnetic results), recorded with each model's metrics at registration.
+CLASS_THRESHOLDS = {"band_gap": BAND_GAP_THRESHOLD, "magnetization": MAGNETIZATION_THRESHOLD}
 
 PROPS = PREDICTED_PROPERTIES
 _SUBSET = "COALESCE(w.split, 'none')"
@@ -94,6 +98,32 @@ def _stats(n: float, s_abs: float, s_sq: float) -> tuple[int, float | None, floa
     if n <= 0:
         return 0, None, None
     return int(n), s_abs / n, math.sqrt(max(s_sq, 0.0) / n)
+
+
+def _baseline_sums(conn: Connection, mv: int) -> dict[tuple, list[float | None]]:
+    """{(subset,): Σ|DFT − training mean| per property} over the rows that ``mae`` covers:
+    the absolute errors of the mean predictor (the mean DFT value of the model's training
+    subset among the predicted materials; None where that subset has no value)."""
+    means = conn.execute(text(
+        "SELECT " + ", ".join(f"AVG(w.{p}_dft)" for p in PROPS)
+        + " FROM wide_predictions w WHERE w.model_version_id = :mv AND w.split = 'train'"),
+        {"mv": mv}).one()
+    known = [(p, float(m)) for p, m in zip(PROPS, means, strict=True) if m is not None]
+    if not known:
+        return {}
+    params: dict[str, Any] = {"mv": mv, **{f"m_{p}": m for p, m in known}}
+    terms = ", ".join(f"SUM(CASE WHEN w.{p} IS NOT NULL THEN ABS(w.{p}_dft - :m_{p}) END)"
+                      for p, _ in known)
+    rows = conn.execute(text(
+        f"SELECT {_SUBSET}, {terms} FROM wide_predictions w WHERE w.model_version_id = :mv "
+        f"GROUP BY {_SUBSET}"), params).all()
+    at = {p: k for k, (p, _) in enumerate(known)}
+    out = {(r[0],): [None if p not in at else float(r[1 + at[p]] or 0.0) for p in PROPS]
+           for r in rows}
+    if out:
+        out[("all",)] = [None if p not in at else sum(v[k] or 0.0 for v in out.values())
+                         for k, p in enumerate(PROPS)]
+    return out
 
 
 def _auc(conn: Connection, mv: int, prop: str) -> dict[str, float | None]:
@@ -204,15 +234,18 @@ def refresh_metrics(engine: Engine, model_version_id: int,
 
         totals = _with_all(_sums_by(conn, mv, ""))
         aucs = {p: _auc(conn, mv, p) for p in CLASS_THRESHOLDS}
+        baseline = _baseline_sums(conn, mv)
         metric_rows = []
         for (subset,), vals in totals.items():
+            base = baseline.get((subset,), [None] * len(PROPS))
             for k, prop in enumerate(PROPS):
                 n, mae, rmse = _stats(*vals[3 * k: 3 * k + 3])
                 if n:
                     metric_rows.append({
                         "model_version_id": mv, "property": prop, "subset": subset, "n": n,
                         "mae": mae, "rmse": rmse,
-                        "roc_auc": aucs[prop].get(subset) if prop in aucs else None})
+                        "roc_auc": aucs[prop].get(subset) if prop in aucs else None,
+                        "baseline_mae": None if base[k] is None else base[k] / n})
 
         element_rows = []
         by_element = _with_all(_sums_by(

@@ -18,19 +18,47 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from matplat import __version__
 from matplat.db.bulk import insert_columns
-from matplat.db.models import DatasetSplit, ModelVersion, SplitMember, TrainingRun
+from matplat.db.models import (
+    CrystalGraph,
+    DatasetSplit,
+    ModelVersion,
+    SplitMember,
+    TrainingRun,
+)
 from matplat.db.session import session_factory, transaction
 from matplat.errors import InputError, NotFoundError, PlatformError
 from matplat.services import registry
-from workers.datasets import GraphData, check_targets, load_graph_data
+from workers.datasets import GraphData, load_graph_data
 from workers.graphs import ensure_recipe
 
 ENSEMBLE_FORMAT = "matplat-ensemble-v1"
 DEFAULT_TARGETS = ["formation_energy", "band_gap", "magnetization", "volume_deviation"]
+
+#: The CGNN paper's OQMD v1.2 test MAEs (DESIGN.md; formation energy: the ``complete`` preset,
+#: single model), in the units of the platform's targets.
+PAPER_TEST_MAE = {"formation_energy": 0.0367, "band_gap": 0.0502, "magnetization": 0.0826,
+                  "volume_deviation": 0.0175}
+#: ``--setup paper``: the reference's training (Adam lr 1e-3, weight decay 1e-6, batch 512,
+#: 300 epochs, x0.1 at epoch 250, MSE on raw targets, fp32, best validation checkpoint) and
+#: linear outputs, one target per model.
+PAPER_TRAINING = {"epochs": 300, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-6,
+                  "milestones": [250], "gamma": 0.1, "amp": "off", "standardize": False}
+PAPER_PRESET = "complete"
+SETUPS = ("platform", "paper")
+
+
+def paper_setup(target: str, train_overrides: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model overrides, training overrides) of ``--setup paper`` for one of the four paper
+    targets; ``train_overrides`` (e.g. ``epochs``) win over the reference's values."""
+    if target not in PAPER_TEST_MAE:
+        raise InputError(f"--setup paper trains one of {', '.join(PAPER_TEST_MAE)} per model; "
+                         f"got {target!r}")
+    return {"nonnegative_targets": []}, {**PAPER_TRAINING, **(train_overrides or {})}
 
 
 class TrainingFailed(PlatformError):
@@ -50,6 +78,7 @@ class TrainRequest:
     train_overrides: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     name: str = "cgnn"
+    setup: str = "platform"
 
 
 def pack_ensemble(members: list[bytes]) -> bytes:
@@ -63,6 +92,25 @@ def unpack_ensemble(blob: bytes) -> list[bytes]:
     if not isinstance(obj, dict) or obj.get("format") != ENSEMBLE_FORMAT:
         raise InputError("model artifact is not a matplat ensemble")
     return list(obj["members"])
+
+
+def check_artifact(blob: bytes) -> None:
+    """Load every member of a stored ensemble (tensors only, ``weights_only``) and build its
+    model; :class:`InputError` when that fails, so bad weights are refused on import."""
+    from ml.serialize import model_from_bytes
+
+    try:
+        members = unpack_ensemble(blob)
+        if not members:
+            raise InputError("the ensemble has no members")
+        for member in members:
+            model_from_bytes(member)
+    except InputError as e:
+        raise InputError(f"weights are not a matplat model ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any failure to load means unusable weights
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"weights are not a matplat model ({type(e).__name__}: "
+                         f"{reason[:200]})") from None
 
 
 def _split_assignment(engine: Engine, data: GraphData, split_name: str | None, seed: int
@@ -105,6 +153,7 @@ class Prepared:
     split_name: str
     idx: dict[str, np.ndarray]
     model_cfg: Any
+    notes: list[str] = field(default_factory=list)
 
     def subsets(self):  # type: ignore[no-untyped-def]
         gs = self.data.graphs
@@ -114,22 +163,31 @@ class Prepared:
 def prepare(engine: Engine, req: TrainRequest) -> Prepared:
     """Check the request, load the graphs and targets, and assign (or reuse) the split."""
     from ml.model import preset_config
+    from workers.train_config import check_request
 
-    check_targets(req.targets)
+    check_request(req)
     with session_factory(engine)() as s:
         registry.ensure_tag_free(s, req.tag)
     recipe_id = ensure_recipe(engine, req.recipe)
+    with engine.connect() as conn:
+        n_graphs = conn.execute(select(func.count()).select_from(CrystalGraph).where(
+            CrystalGraph.recipe_id == recipe_id, CrystalGraph.status == "ok")).scalar_one()
+    if not n_graphs:
+        raise InputError(f"no graphs of recipe {req.recipe!r}: run `platform graphs build "
+                         f"--recipe {req.recipe}` first")
     data = load_graph_data(engine, recipe_id)
     n = len(data.material_ids)
     if n < 3:
         raise InputError(f"only {n} materials have graphs of recipe {req.recipe!r} and DFT "
                          f"values: run `platform ingest` and `platform graphs build --recipe "
                          f"{req.recipe}` first")
+    _check_target_values(req, data, np.arange(n))  # before the split is stored
     split_id, subsets, _ = _split_assignment(engine, data, req.split, req.seed)
     idx = {k: np.flatnonzero(subsets == k) for k in ("train", "val", "test")}
     if len(idx["train"]) == 0 or len(idx["val"]) == 0:
         raise InputError(f"split has {len(idx['train'])} training and {len(idx['val'])} "
                          "validation materials; need at least one of each")
+    _check_target_values(req, data, idx["train"])
     with engine.connect() as conn:
         split_name = conn.execute(select(DatasetSplit.name).where(
             DatasetSplit.id == split_id)).scalar_one()
@@ -137,6 +195,37 @@ def prepare(engine: Engine, req: TrainRequest) -> Prepared:
                               **req.model_overrides)
     return Prepared(recipe_id=recipe_id, data=data, split_id=split_id, split_name=split_name,
                     idx=idx, model_cfg=model_cfg)
+
+
+def _check_target_values(req: TrainRequest, data: GraphData, train_idx: np.ndarray) -> None:
+    """Refuse, before training, targets that none of ``rows`` (all materials, then the
+    training split) has a value of: training learns nothing and no metric exists for them."""
+    names = list(data.graphs.target_names)
+    values = np.asarray(data.graphs.targets)
+    empty = [t for t in req.targets
+             if not np.isfinite(values[train_idx, names.index(t)]).any()]
+    if empty:
+        which = ("material" if len(train_idx) == len(data.material_ids)
+                 else "material of the training split")
+        raise InputError(
+            f"no {which} with a graph of recipe {req.recipe!r} has a DFT value of "
+            f"{', '.join(empty)} ({len(train_idx)} materials): leave it out of --targets")
+
+
+def cap_batch_size(req: TrainRequest, prep: Prepared) -> tuple[TrainRequest, str | None]:
+    """``req`` with its batch size capped for a small training set (``ml.train.batch_size_cap``)
+    and the sentence saying so, or ``req`` unchanged and None."""
+    from ml.train import MIN_STEPS_PER_EPOCH, batch_size_cap
+
+    n_train = int(len(prep.idx["train"]))
+    asked = _train_config(req, 0).batch_size
+    cap = batch_size_cap(n_train)
+    if asked <= cap:
+        return req, None
+    fixed = dataclasses.replace(req, train_overrides={**req.train_overrides, "batch_size": cap})
+    return fixed, (f"batch size {asked} capped to {cap}: the training set has {n_train} "
+                   f"materials, and an epoch should make at least {MIN_STEPS_PER_EPOCH} "
+                   "optimiser steps")
 
 
 def _train_config(req: TrainRequest, member: int):  # type: ignore[no-untyped-def]
@@ -201,7 +290,14 @@ def register(engine: Engine, req: TrainRequest, prep: Prepared,
     models = [model_from_bytes(b)[0] for b in members]
     _train, val_set, test_set = prep.subsets()
     idx = prep.idx
-    metrics: dict[str, Any] = {"test": {}, "val": {}, "n": {k: int(len(v)) for k, v in idx.items()}}
+    from ml.metrics import BAND_GAP_THRESHOLD, MAGNETIZATION_THRESHOLD
+
+    metrics: dict[str, Any] = {"test": {}, "val": {}, "n": {k: int(len(v)) for k, v in idx.items()},
+                               "setup": req.setup,
+                               # DFT value above which a material counts as an insulator /
+                               # magnetic in the ROC-AUCs (reasons: ml.metrics)
+                               "class_thresholds": {"band_gap": BAND_GAP_THRESHOLD,
+                                                    "magnetization": MAGNETIZATION_THRESHOLD}}
     for subset_name, subset in (("test", test_set), ("val", val_set)):
         if len(subset) == 0:
             continue
@@ -239,6 +335,7 @@ def train_and_register(engine: Engine, req: TrainRequest,
     """Train ``req`` in this process and register it under ``req.tag`` (library use; the CLI
     runs the same steps as a job, one task per member, see :func:`submit_train`)."""
     prep = prepare(engine, req)
+    req, _note = cap_batch_size(req, prep)
     runs = [train_member(engine, req, prep, m, progress)[1] for m in range(req.ensemble)]
     return register(engine, req, prep, [r for r in runs if r is not None])
 
@@ -262,10 +359,17 @@ def _request_from(params: dict[str, Any], device: str) -> TrainRequest:
 
 def submit_train(engine: Engine, req: TrainRequest, *, runner: str = "in-process",
                  budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> tuple[int, Prepared]:
-    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member."""
+    """Check and prepare ``req`` (data, split) and plan it as a job, one task per member.
+
+    The batch size is capped for a small training set (:func:`cap_batch_size`); the sentence
+    saying so is in ``prep.notes``.
+    """
     from workers.jobs import TaskSpec, create_job
 
     prep = prepare(engine, req)
+    req, note = cap_batch_size(req, prep)
+    if note:
+        prep.notes.append(note)
     fixed = dataclasses.replace(req, split=prep.split_name)
     epochs = _train_config(req, 0).epochs
     params = {"request": _request_params(fixed), "snapshot": prep.data.snapshot_hash,
@@ -364,8 +468,11 @@ KIND = _TrainKind()
 def regression_metrics(targets: list[str], truth: np.ndarray, pred: np.ndarray
                        ) -> dict[str, dict[str, float | int | None]]:
     """Per target: n, MAE, RMSE over known DFT values; ROC-AUC for the two classifications
-    (band gap: metal vs insulator; magnetization: magnetic vs not; label = DFT value > 0)."""
-    from ml.metrics import mae, rmse, roc_auc
+    (band gap: metal vs insulator; magnetization: magnetic vs not; label = DFT value above
+    ``ml.metrics.BAND_GAP_THRESHOLD`` / ``MAGNETIZATION_THRESHOLD``)."""
+    from ml.metrics import BAND_GAP_THRESHOLD, MAGNETIZATION_THRESHOLD, mae, rmse, roc_auc
+
+    thresholds = {"band_gap": BAND_GAP_THRESHOLD, "magnetization": MAGNETIZATION_THRESHOLD}
 
     out: dict[str, dict[str, float | int | None]] = {}
     for k, t in enumerate(targets):
@@ -375,8 +482,8 @@ def regression_metrics(targets: list[str], truth: np.ndarray, pred: np.ndarray
         if known.any():
             m["mae"] = mae(y, p)
             m["rmse"] = rmse(y, p)
-            if t in ("band_gap", "magnetization"):
-                labels = y > 0.0
+            if t in thresholds:
+                labels = y > thresholds[t]
                 m["roc_auc"] = roc_auc(labels, p) if 0 < labels.sum() < len(labels) else None
         out[t] = m
     return out

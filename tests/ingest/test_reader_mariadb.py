@@ -14,9 +14,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from qmdb_testutil import MariaDB, create_qmdb_schema
 
 from matplat.ingest.reader import iter_dump
-from tests.ingest.conftest import MariaDB, create_qmdb_schema
 
 AWKWARD_DDL = """CREATE TABLE `awkward` (
   `id` int NOT NULL PRIMARY KEY,

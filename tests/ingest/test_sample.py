@@ -7,13 +7,14 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
+from qmdb_testutil import DATA, MariaDB
 
 from matplat.ingest.oqmd import extract_dump
 from matplat.ingest.qmdb import QMDB_DDL, mysqldump_create_table
 from matplat.ingest.reader import iter_dump
 from matplat.ingest.sample import SAMPLE_TABLES, write_sample_dump
-from tests.ingest.conftest import DATA, MariaDB
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,44 @@ def test_restores_in_mariadb_and_round_trips(mariadb: MariaDB, tmp_path: Path) -
     theirs = rows_of(mariadb.dump())
     for t in SAMPLE_TABLES:
         assert theirs[t] == ours[t], t
+
+
+def test_dft_values_are_the_synthetic_truth_plus_noise_of_the_stated_size(dump: Path) -> None:
+    """The static calculations' values against ``ml.synthetic_truth`` of their output cells."""
+    from ml.synthetic_truth import NOISE_SIGMA, atomic_numbers_of, noise_floor_mae, synthetic_truths
+
+    rows = rows_of(dump, {"structures", "atoms", "calculations", "formation_energies"})
+    lattice = {s[0]: np.array(s[10:19], dtype=float).reshape(3, 3) for s in rows["structures"]}
+    sites: dict[int, list] = defaultdict(list)
+    for a in rows["atoms"]:
+        sites[a[1]].append((a[3], a[5], a[6], a[7]))
+    standard = {f[3]: f[7] for f in rows["formation_energies"] if f[5] == "standard"}
+    statics = [c for c in rows["calculations"] if c[2] == "static" and c[9] is not None][:400]
+    cells = [(lattice[c[9]], np.array([s[1:] for s in sites[c[9]]]),
+              atomic_numbers_of([s[0] for s in sites[c[9]]])) for c in statics]
+    truth = synthetic_truths(cells)
+    fe_err, gaps, moments = [], 0, 0
+    for k, c in enumerate(statics):
+        lat, _frac, z = cells[k]
+        n = len(z)
+        t = {p: v[k] for p, v in truth.items()}
+        vol = abs(np.linalg.det(lat)) / n
+        assert abs(vol - t["volume_per_atom"]) < 5 * NOISE_SIGMA["volume_per_atom"]
+        gap, magmom = c[15], c[12]
+        if t["band_gap"] == 0:
+            assert gap in (None, 0.0)  # metals exactly 0
+        else:
+            gaps += 1
+            assert abs(gap - t["band_gap"]) < 5 * NOISE_SIGMA["band_gap"] + 1e-12
+        if t["magnetization"] == 0:
+            assert magmom in (None, 0.0)  # non-magnetic exactly 0
+        else:
+            moments += 1
+            assert abs(abs(magmom) / n - t["magnetization"]) < 5 * NOISE_SIGMA["magnetization"]
+        de = standard.get(c[0])
+        if de is not None and de < 5:
+            fe_err.append(de - t["formation_energy"])
+    fe_err = np.abs(np.array(fe_err))
+    assert len(fe_err) > 300 and gaps > 50 and moments > 30
+    assert fe_err.max() < 5 * NOISE_SIGMA["formation_energy"]
+    assert fe_err.mean() == pytest.approx(noise_floor_mae("formation_energy"), rel=0.2)

@@ -6,10 +6,23 @@ import numpy as np
 import pytest
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
-from stability_data import pymatgen_reference, random_entries
+from stability_data import pymatgen_reference, random_entries, small_systems
 
 from ml.stability.hull import build_hull, evaluate, lp_hull_energy
 from ml.stability.systems import Entries, SystemIndex, hull_all
+
+
+def test_tiny_hulls_equal_pymatgen() -> None:
+    """Many systems of up to 7 elements with few entries: the batched k-subset path."""
+    entries, rows = small_systems(0)
+    res = hull_all(entries)
+    assert res.methods.get("small", 0) > 20
+    ref = pymatgen_reference(rows)
+    for label, (ehull, decomp) in ref.items():
+        assert res.e_above_hull[label - 1] == pytest.approx(ehull, abs=1e-6), label
+        if ehull > 1e-6:
+            ours = _decomposition(res, label)
+            assert set(ours) == set(decomp) or _valid(rows, label, ours, ehull)
 
 
 def _decomposition(res, label: int) -> dict[int, float]:

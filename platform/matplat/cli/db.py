@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 
 from matplat.cli.context import AppContext, pass_app
 from matplat.db import migrate
 from matplat.db.session import describe
+from matplat.errors import InputError
+
+
+@contextlib.contextmanager
+def _revision_errors(revision: str) -> Iterator[None]:
+    """Alembic's refusals (unknown revision, a downgrade target above the current one) as the
+    project's one-line error."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as e:
+        raise InputError(f"revision {revision!r}: {e}") from None
 
 
 @click.group()
@@ -21,7 +37,8 @@ def upgrade(app: AppContext, revision: str) -> None:
     """Migrate the database up to REVISION (default: head)."""
     engine = app.engine(require_schema=False)
     before = migrate.current_revision(engine)
-    migrate.upgrade(engine, revision)
+    with _revision_errors(revision):
+        migrate.upgrade(engine, revision)
     after = migrate.current_revision(engine)
     if before == after:
         click.echo(f"{describe(engine)}: already at {after}")
@@ -42,7 +59,8 @@ def downgrade(app: AppContext, revision: str, yes: bool) -> None:
             abort=True,
         )
     before = migrate.current_revision(engine)
-    migrate.downgrade(engine, revision)
+    with _revision_errors(revision):
+        migrate.downgrade(engine, revision)
     click.echo(
         f"{describe(engine)}: downgraded {before} -> {migrate.current_revision(engine) or 'base'}"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.cli.jobrun import (
     check_broker,
@@ -23,8 +24,10 @@ def _split(value: str | None) -> list[str] | None:
 
 
 @click.command()
-@click.option("--model-tag", "tag", help="Model version that predicts the candidates.")
-@click.option("--alias", help="Use the model version an alias (e.g. production) points at.")
+@click.option("--model-tag", "tag", callback=checks.tag,
+              help="Model version that predicts the candidates.")
+@click.option("--alias", callback=checks.alias,
+              help="Use the model version an alias (e.g. production) points at.")
 @click.option("--elements", help="Target chemical system, e.g. Li,Fe,P,O.")
 @click.option("--compositions", help="Target compositions, e.g. LiFePO4,NaFePO4.")
 @click.option("--max-atoms", type=int, default=40, show_default=True,

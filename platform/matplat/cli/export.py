@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.errors import InputError
+from matplat.outputs import writing
 from matplat.services.query import run_query
 
 
@@ -17,7 +19,7 @@ def export() -> None:
 
 
 @export.command("cgnn-dataset")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path(file_okay=False), callback=checks.output_dir)
 @click.option("--recipe", default="cgc", show_default=True)
 @click.option(
     "--split",
@@ -30,7 +32,8 @@ def cgnn_dataset(app: AppContext, directory: str, recipe: str, split_name: str |
     """Write graph_data.npz, config.json, targets.csv and split.json into DIRECTORY."""
     from workers.cgnn_dataset import export_dataset
 
-    s = export_dataset(app.engine(), Path(directory), recipe, split_name)
+    with writing(directory):
+        s = export_dataset(app.engine(), Path(directory), recipe, split_name)
     click.echo(
         f"wrote {s.graphs} graphs of recipe {recipe} to {directory}"
         + (f" ({s.skipped} skipped: species outside the 89-species table)" if s.skipped else "")
@@ -38,14 +41,17 @@ def cgnn_dataset(app: AppContext, directory: str, recipe: str, split_name: str |
 
 
 @export.command("predictions")
-@click.option("--model-tag", "tag", required=True)
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model-tag", "tag", required=True, callback=checks.tag)
+@click.argument("file", type=click.Path(dir_okay=False), callback=checks.output_file)
 @pass_app
 def predictions(app: AppContext, tag: str, file: str) -> None:
     """Write the prediction_results rows of model TAG to FILE (.csv or .parquet)."""
     from matplat.db.session import session_factory
     from matplat.services import registry
 
+    path = Path(file)
+    if path.suffix not in (".csv", ".parquet"):
+        raise InputError(f"{file}: expected a .csv or .parquet file name")
     engine = app.engine()
     with session_factory(engine)() as s:
         registry.get_version(s, tag)
@@ -54,18 +60,16 @@ def predictions(app: AppContext, tag: str, file: str) -> None:
         "SELECT * FROM prediction_results WHERE model_tag = :t ORDER BY material_id, property",
         {"t": tag},
     )
-    path = Path(file)
-    if path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        df.to_csv(path, index=False)
-    else:
-        raise InputError(f"{file}: expected a .csv or .parquet file name")
+    with writing(path):
+        if path.suffix == ".parquet":
+            df.to_parquet(path, index=False)
+        else:
+            df.to_csv(path, index=False)
     click.echo(f"wrote {len(df)} predictions of {tag} to {file}")
 
 
 @export.command("structures")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path(file_okay=False), callback=checks.output_dir)
 @click.option(
     "--format",
     "fmt",
@@ -84,6 +88,7 @@ def structures(
     back into the same materials)."""
     from matplat.services.structures import export_structures
 
-    s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where,
-                          query_engine=app.query_engine() if where else None)
+    with writing(directory):
+        s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where,
+                              query_engine=app.query_engine() if where else None)
     click.echo(f"wrote {s.written} structures as {fmt} to {directory}")

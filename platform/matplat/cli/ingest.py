@@ -10,10 +10,12 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.cli.output import render
 from matplat.cli.progress import byte_bar
 from matplat.errors import InputError
+from matplat.outputs import OutputError, describe_os_error, writing
 
 _CHILD_MIN_BYTES = 1 << 25
 
@@ -37,6 +39,7 @@ def _is_db_url(path: str) -> bool:
     "--rejects",
     "rejects_path",
     type=click.Path(dir_okay=False),
+    callback=checks.output_file,
     help="Write the skipped entries and the reasons to FILE (dump: TSV; structures: CSV).",
 )
 @click.option("--force", is_flag=True, help="Re-read a file even if it was ingested before.")
@@ -115,7 +118,13 @@ def ingest(
             if p.is_dir():
                 from workers.cgnn_dataset import import_dataset
 
-                d = import_dataset(engine, p)
+                try:
+                    d = import_dataset(engine, p)
+                except (ValueError, TypeError, KeyError, IndexError) as e:
+                    # garbled content past the file-level checks; the import rolled back
+                    reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    raise InputError(f"{path}: malformed CGNN data set ({type(e).__name__}"
+                                     f"{': ' + reason[:200] if reason else ''})") from None
                 click.echo(
                     f"imported {d.graphs} graphs from {path} as recipe {d.recipe} "
                     f"({d.materials_created} new graph-only materials, "
@@ -176,11 +185,28 @@ def ingest(
                         sha256=hasher if hasher is not None else sha,
                         dry_run=dry_run,
                     )
+        except OSError as e:
+            scratch = tempfile.gettempdir()
+            if isinstance(e, BrokenPipeError) or (
+                e.filename is not None and not str(e.filename).startswith(scratch)
+            ):
+                raise
+            raise OutputError(
+                f"temporary directory {scratch}: {describe_os_error(e)}; nothing was "
+                "ingested (free space there, or set TMPDIR to a larger directory)"
+            ) from None
         finally:
             if hasher is not None:
                 hasher.cancel()
     if rejects_path:
-        loader.write_rejects(Path(rejects_path), summary.rejects)
+        try:
+            with writing(rejects_path, "--rejects") as rejects_file:
+                loader.write_rejects(rejects_file, summary.rejects)
+        except OutputError as e:
+            raise OutputError(
+                f"{e}; the ingest itself is complete: list the rejects again with "
+                f"`platform ingest {path} --dry-run --force --rejects FILE`"
+            ) from None
     click.echo(render(pd.DataFrame(summary.as_rows(), columns=["", "value"]), "table"))
     if summary.rejects and not rejects_path:
         shown = ", ".join(f"{sid} ({reason})" for sid, reason in summary.rejects[:5])

@@ -20,7 +20,7 @@ import pandas as pd
 from matplat.cli.context import AppContext
 from matplat.cli.output import render
 from matplat.cli.progress import count_bar
-from matplat.errors import InputError
+from matplat.outputs import check_file, writing
 
 __all__ = ["check_output_path", "is_structure_input", "run", "write_rejects"]
 
@@ -45,20 +45,16 @@ def is_structure_input(paths: tuple[str, ...]) -> bool:
 
 
 def check_output_path(path: str | None, option: str) -> None:
-    """An output file's folder must exist and the file must not be a folder (checked before
-    any work, so a typo does not cost the ingest)."""
+    """An output file must be writable (checked before any work, so a typo does not cost the
+    ingest): the one check of :func:`matplat.outputs.check_file`."""
     if path is None:
         return
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{option} {path}: is a folder, expected a file name")
-    if not p.parent.resolve().is_dir():
-        raise InputError(f"{option} {path}: folder {p.parent} does not exist")
+    check_file(path, option)
 
 
 def write_rejects(path: str, rejects: list) -> None:  # type: ignore[type-arg]
     """CSV: file, block, name, reason (one row per rejected structure)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with writing(path, "--rejects"), open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["file", "block", "name", "reason"])
         for r in rejects:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 
 import click
 import pandas as pd
 
 from matplat.cli.context import AppContext, pass_app
-from matplat.cli.output import format_option, write
+from matplat.cli.output import format_option, json_text, write
 
 
 @click.group()
@@ -30,8 +31,10 @@ def _when(value) -> str:  # type: ignore[no-untyped-def]
 def list_(app: AppContext, limit: int, status: str | None, fmt: str) -> None:
     """The newest jobs with their progress."""
     from workers import jobs as j
+    from workers.orphans import mark_orphans
 
     engine = app.engine()
+    mark_orphans(engine)
     rows = []
     for job in j.list_jobs(engine, limit, status):
         p = j.progress(engine, job.id)
@@ -56,13 +59,15 @@ def list_(app: AppContext, limit: int, status: str | None, fmt: str) -> None:
 def show(app: AppContext, job_id: int, show_tasks: bool, fmt: str) -> None:
     """A job's parameters, progress, result and tasks (worker, attempts, errors)."""
     from workers import jobs as j
+    from workers.orphans import mark_orphans
 
     engine = app.engine()
+    mark_orphans(engine, [job_id])
     job = j.get_job(engine, job_id)
     p = j.progress(engine, job_id)
     tasks = j.get_tasks(engine, job_id) if show_tasks else []
     if fmt == "json":
-        click.echo(json.dumps({
+        click.echo(json_text({
             "id": job.id, "kind": job.kind, "status": job.status, "runner": job.runner,
             "queue": job.queue, "params": job.params, "done": p.done, "total": p.total,
             "error": job.error, "result": job.result, "created": _when(job.created_at),
@@ -70,7 +75,7 @@ def show(app: AppContext, job_id: int, show_tasks: bool, fmt: str) -> None:
             "tasks": [{"seq": t.seq, "status": t.status, "params": t.params, "total": t.total,
                        "done": t.done, "failed": t.failed, "attempts": t.attempts,
                        "worker": t.worker, "error": t.error, "result": t.result}
-                      for t in tasks]}, default=str))
+                      for t in tasks]}))
         return
     pct = f"{100 * p.done / p.total:.0f} %" if p.total else "-"
     click.echo(f"job {job.id}: {job.kind}, {job.status} ({job.runner}, queue {job.queue})")
@@ -108,14 +113,25 @@ def cancel(app: AppContext, job_id: int) -> None:
 @click.argument("job_id", type=int)
 @pass_app
 def resume(app: AppContext, job_id: int) -> None:
-    """Send a job's unfinished tasks to the workers again (after the broker lost its messages,
-    for example a Redis restart without persistence). Safe: tasks are idempotent."""
+    """Finish a job: an in-process job that was interrupted (its command stopped or lost the
+    database) runs what is left here; a Celery job's unfinished tasks are sent to the workers
+    again (after the broker lost its messages). Safe: tasks are idempotent."""
     from workers import jobs as j
 
-    if not app.settings.broker_url:
-        raise click.UsageError("resume needs a broker (PLATFORM_BROKER_URL or --broker)")
     engine = app.engine()
     job = j.get_job(engine, job_id)
+    if job.runner == "in-process":
+        from matplat.cli.jobrun import raise_if_failed, run_job
+        from workers.orphans import reopen
+
+        job = reopen(engine, job_id)
+        local = AppContext(settings=replace(app.settings, broker_url=None), _engine=engine)
+        done = run_job(local, job_id, desc=f"{job.kind} [job {job_id}]", unit="unit")
+        raise_if_failed(done)
+        click.echo(f"job {job_id}: {done.status}")
+        return
+    if not app.settings.broker_url:
+        raise click.UsageError("resume needs a broker (PLATFORM_BROKER_URL or --broker)")
     if job.status not in ("queued", "running", "finalizing"):
         raise click.UsageError(f"job {job_id} is {job.status}; nothing to resume")
     from workers.tasks import enqueue

@@ -13,6 +13,7 @@ from matplat.cli.context import AppContext
 from matplat.config import load_settings
 from matplat.db.session import configure_timeouts
 from matplat.errors import PlatformError
+from matplat.outputs import describe_os_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,6 +47,12 @@ class PlatformGroup(click.Group):
         except sa_exc.DBAPIError as e:
             reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
             click.echo(f"error: database error: {reason}", err=True)
+            sys.exit(1)
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            # A file system that refused a write or read (full, read-only, gone): one line.
+            click.echo(f"error: {describe_os_error(e)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             _say_interrupted()
@@ -133,6 +140,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Train a CGNN on the stored graphs and register it as model version TAG."),
     "predict": ("matplat.cli.train", "predict",
                 "Predict every selected material's properties and write them into `predictions`."),
+    "reproduce": ("matplat.cli.reproduce", "reproduce", "Reproduce published results on your data."),
     "export": ("matplat.cli.export", "export",
                "Export graphs in the CGNN reference format, or predictions as CSV/Parquet."),
     "jobs": ("matplat.cli.jobs", "jobs",

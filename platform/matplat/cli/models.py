@@ -8,8 +8,12 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from matplat import names
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
-from matplat.cli.output import write
+from matplat.cli.output import json_text, write
+from matplat.errors import InputError
+from matplat.outputs import writing
 from matplat.services import registry
 
 
@@ -79,12 +83,13 @@ def _print_show(info: dict) -> None:
 
 
 @models.command()
-@click.argument("tag")
+@click.argument("tag", callback=checks.tag)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option(
     "--plot",
     "plot_dir",
     type=click.Path(file_okay=False),
+    callback=checks.output_dir,
     help="Write parity plots (test set) and learning curves as PNG into DIR.",
 )
 @pass_app
@@ -93,20 +98,21 @@ def show(app: AppContext, tag: str, fmt: str, plot_dir: str | None) -> None:
     engine = app.engine()
     info = registry.show_version(engine, tag)
     if fmt == "json":
-        click.echo(json.dumps(info, indent=2, default=str))
+        click.echo(json_text(info, indent=2))
     else:
         _print_show(info)
     if plot_dir:
         from workers.plots import write_plots
 
-        files = write_plots(engine, tag, Path(plot_dir), device=app.settings.device)
+        with writing(plot_dir, "--plot"):
+            files = write_plots(engine, tag, Path(plot_dir), device=app.settings.device)
         for f in files:
             click.echo(f"wrote {f}", err=True)
 
 
 @models.command()
-@click.argument("tag")
-@click.argument("name")
+@click.argument("tag", callback=checks.tag)
+@click.argument("name", callback=checks.alias)
 @pass_app
 def alias(app: AppContext, tag: str, name: str) -> None:
     """Point alias NAME (e.g. production) at TAG; the previous assignment stays in history."""
@@ -120,43 +126,60 @@ def alias(app: AppContext, tag: str, name: str) -> None:
 
 
 @models.command()
-@click.argument("tag")
+@click.argument("tag", callback=checks.tag)
+@click.option("--stability-threshold", "thresholds", type=float, multiple=True, metavar="EV",
+              help="Also compute discovery metrics at this hull distance (eV/atom; repeatable; "
+              "0 and 0.1 always, and every threshold requested before).")
 @pass_app
-def refresh(app: AppContext, tag: str) -> None:
+def refresh(app: AppContext, tag: str, thresholds: tuple[float, ...]) -> None:
     """Recompute TAG's leaderboard rows and summaries from its stored predictions (after an
-    ingest changed DFT values; predict does this itself)."""
+    ingest or a hull build changed DFT values; predict does this itself), including its
+    predicted hull distances and discovery metrics."""
     from matplat.db.session import session_factory
     from workers.leaderboard import refresh_metrics
 
     engine = app.engine()
     with session_factory(engine)() as s:
         mv_id = registry.get_version(s, tag).id
-    n = refresh_metrics(engine, mv_id)
+    n = refresh_metrics(engine, mv_id, thresholds)
     click.echo(f"model {tag}: refreshed {n} leaderboard rows")
 
 
 @models.command()
-@click.argument("tag")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("tag", callback=checks.tag)
+@click.argument("file", type=click.Path(dir_okay=False), callback=checks.output_file)
 @pass_app
 def export(app: AppContext, tag: str, file: str) -> None:
     """Write model version TAG (metadata + weights) to FILE (zip)."""
-    n = registry.export_version(app.engine(), tag, Path(file))
+    with writing(file) as path:
+        n = registry.export_version(app.engine(), tag, path)
     click.echo(f"exported {tag} to {file} ({n:,} bytes of weights)")
 
 
 @models.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--tag", help="Register under this tag instead of the exported one.")
+@click.option("--tag", callback=checks.tag,
+              help="Register under this tag instead of the exported one.")
 @pass_app
 def import_(app: AppContext, file: str, tag: str | None) -> None:
-    """Register a model exported with `platform models export`."""
-    new = registry.import_version(app.engine(), Path(file), tag)
+    """Register a model exported with `platform models export` (its weights are loaded and
+    checked first: a file whose weights are not a model is refused)."""
+    from workers.training import check_artifact
+
+    new = registry.import_version(app.engine(), Path(file), tag, check=check_artifact)
     click.echo(f"imported {file} as {new}")
 
 
+def _valid(tag: str) -> bool:
+    try:
+        names.check_tag(tag)
+    except InputError:
+        return False
+    return True
+
+
 @models.command()
-@click.argument("tag")
+@click.argument("tag")  # any stored tag, also one registered before tags were checked
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted.")
 @pass_app
@@ -164,7 +187,8 @@ def delete(app: AppContext, tag: str, yes: bool, dry_run: bool) -> None:
     """Delete model version TAG with its predictions and aliases."""
     engine = app.engine()
     info = registry.show_version(engine, tag)
-    what = f"model {tag} and its {info['predictions']:,} predictions"
+    shown = tag if _valid(tag) else repr(tag)
+    what = f"model {shown} and its {info['predictions']:,} predictions"
     if dry_run:
         click.echo(f"would delete {what}")
         return

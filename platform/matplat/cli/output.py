@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import datetime
+import decimal
+import json
+import math
+from typing import Any
 
 import click
+import numpy as np
 import pandas as pd
 
 from matplat.errors import InputError
+from matplat.outputs import writing
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -42,21 +48,58 @@ def render(df: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return df.to_csv(index=False).rstrip("\n")
     if fmt == "json":
-        return df.to_json(orient="records", date_format="iso", indent=None)
+        return json_text(df.to_dict(orient="records"))
     raise InputError(f"format {fmt!r} cannot be printed; use --output FILE")
 
 
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: NaN and ±infinity become null, bytes their hex digits, decimals
+    numbers, dates ISO 8601 text; containers recursively; anything else its text."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if value is pd.NaT:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating, decimal.Decimal)):
+        try:
+            f = float(value)
+        except (OverflowError, ValueError):
+            return None
+        return f if math.isfinite(f) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259) of ``obj`` under the rule of :func:`_plain`; never ``NaN``."""
+    return json.dumps(_plain(obj), indent=indent, allow_nan=False, ensure_ascii=False)
+
+
 def write(df: pd.DataFrame, fmt: str, output: str | None) -> None:
-    """Print ``df`` in ``fmt``, or write it to ``output``."""
+    """Print ``df`` in ``fmt``, or write it to ``output`` (checked before the query ran, see
+    :mod:`matplat.outputs`; a write that fails is one error line and no partial file)."""
     if fmt == "parquet":
         if not output:
             raise InputError("--format parquet needs --output FILE")
-        df.to_parquet(Path(output), index=False)
+        with writing(output, "--output") as path:
+            try:
+                df.to_parquet(path, index=False)
+            except (ValueError, TypeError, ImportError) as e:
+                raise InputError(f"--output {output}: cannot write Parquet ({e})") from None
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
         return
     body = render(df, fmt)
     if output:
-        Path(output).write_text(body + "\n", encoding="utf-8")
+        with writing(output, "--output") as path, open(path, "w", encoding="utf-8") as f:
+            f.write(body + "\n")
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
     else:
         click.echo(body)

@@ -11,6 +11,7 @@ from matplat.cli.ingest_structures import check_output_path
 from matplat.cli.output import render
 from matplat.cli.progress import count_bar
 from matplat.errors import InputError
+from matplat.outputs import writing
 
 __all__ = ["run"]
 
@@ -37,10 +38,12 @@ def run(app: AppContext, *, tag: str | None, alias: str | None, paths: tuple[str
     df = r.table
     if output is None:
         click.echo(render(df, "table"))
-    elif output.endswith(".parquet"):
-        df.to_parquet(output, index=False)
     else:
-        df.to_csv(output, index=False)
+        with writing(output, "--output"):
+            if output.endswith(".parquet"):
+                df.to_parquet(output, index=False)
+            else:
+                df.to_csv(output, index=False)
     s = r.seconds
     n_ok = int(df["rejected"].isna().sum())
     shares = ", ".join(f"{k} {s.get(k, 0.0):.2f}" for k in ("parse", "ingest", "graphs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.cli.output import FORMATS, write
 from matplat.services.query import parse_params, run_query
@@ -13,7 +14,11 @@ from matplat.services.query import parse_params, run_query
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    callback=checks.output_file,
+    help="Write to FILE instead of stdout (checked before the query runs).",
 )
 @click.option(
     "--param",

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from matplat.cli import checks
 from matplat.cli.progress import count_bar
+from matplat.outputs import writing
 
 
 @click.group()
@@ -15,7 +17,7 @@ def sample() -> None:
 
 
 @sample.command("oqmd-dump")
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False), callback=checks.output_file)
 @click.option("--entries", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -33,9 +35,10 @@ def oqmd_dump(out: str, entries: int, seed: int, skip_extended_insert: bool) -> 
             if done > bar.n:
                 bar.update(done - bar.n)
 
-        write_sample_dump(
-            Path(out), entries, seed, extended_insert=not skip_extended_insert, progress=progress
-        )
+        with writing(out) as path:
+            write_sample_dump(
+                path, entries, seed, extended_insert=not skip_extended_insert, progress=progress
+            )
     click.echo(
         f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB, {entries} entries, "
         f"seed {seed}; synthetic data)"

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from matplat.cli import checks
 from matplat.cli.context import AppContext, pass_app
 from matplat.cli.jobrun import (
     check_broker,
@@ -26,18 +27,25 @@ def _load_config(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"--config {path}: cannot read JSON ({e})") from e
     if not isinstance(cfg, dict) or set(cfg) - {"model", "training", "targets", "preset", "seed"}:
         raise InputError(
             f"--config {path}: expected an object with keys model, training, targets, preset, seed"
         )
+    for key, kind in (("model", dict), ("training", dict), ("preset", str)):
+        if key in cfg and not isinstance(cfg[key], kind):
+            raise InputError(f"--config {path}: {key}: expected "
+                             f"{'an object' if kind is dict else 'a string'}, got {cfg[key]!r}")
+    if isinstance(cfg.get("targets"), str):
+        cfg["targets"] = [t.strip() for t in cfg["targets"].split(",") if t.strip()]
     return cfg
 
 
 @click.command()
-@click.option("--model-tag", "tag", required=True, help="Tag of the new model version (unique).")
+@click.option("--model-tag", "tag", required=True, callback=checks.tag,
+              help="Tag of the new model version (unique; letters, digits, . _ + -).")
 @click.option(
     "--targets",
     default=None,
@@ -51,10 +59,19 @@ def _load_config(path: str | None) -> dict[str, Any]:
     default=None,
     help="Architecture preset [default: no-edgenet].",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs [default 300, as the paper].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [default 512].")
-@click.option("--lr", type=float, help="Learning rate [default 1e-3].")
-@click.option("--patience", type=click.IntRange(min=1), help="Early stopping patience (epochs).")
+@click.option(
+    "--setup",
+    type=click.Choice(["platform", "paper"]),
+    default="platform",
+    show_default=True,
+    help="paper: one of the paper's four targets per model, linear output, raw targets, fp32, "
+    "the reference's Adam/schedule/batch 512/300 epochs, preset complete (options still win).",
+)
+# Ranges are checked with the config file's values, in one place (workers.train_config).
+@click.option("--epochs", type=int, help="Epochs (>= 1) [default 300, as the paper].")
+@click.option("--batch-size", type=int, help="Batch size [default 512].")
+@click.option("--lr", type=float, help="Learning rate (finite, > 0) [default 1e-3].")
+@click.option("--patience", type=int, help="Early stopping patience (epochs).")
 @click.option("--seed", type=int, default=None, help="Seed [default 12345].")
 @click.option(
     "--ensemble",
@@ -85,6 +102,7 @@ def train(
     tag: str,
     targets: str | None,
     preset: str | None,
+    setup: str,
     epochs: int | None,
     batch_size: int | None,
     lr: float | None,
@@ -102,9 +120,22 @@ def train(
     With a broker each ensemble member is a task on queue `gpu` (trained in slices of at most
     10 minutes per message, from checkpoints), and the last one registers the model.
     """
-    from workers.training import DEFAULT_TARGETS, TrainRequest, submit_train
+    from workers.train_config import check_request
+    from workers.training import (
+        DEFAULT_TARGETS,
+        PAPER_PRESET,
+        TrainRequest,
+        paper_setup,
+        submit_train,
+    )
 
     cfg = _load_config(config_path)
+    in_file = f"--config {config_path}"
+    where = {"model": f"{in_file}: model", "tag": "--model-tag"}
+    where.update({f"training.{k}": f"{in_file}: training.{k}" for k in cfg.get("training", {})})
+    where["targets"] = "--targets" if targets else f"{in_file}: targets"
+    where["preset"] = "--preset" if preset else f"{in_file}: preset"
+    where["seed"] = "--seed" if seed is not None else f"{in_file}: seed"
     target_list = (
         [t.strip() for t in targets.split(",") if t.strip()]
         if targets
@@ -119,24 +150,37 @@ def train(
     ):
         if value is not None:
             training[key] = value
+            where[f"training.{key}"] = f"--{key.replace('_', '-')}"
+    model_overrides = dict(cfg.get("model", {}))
+    default_preset = "no-edgenet"
+    if setup == "paper":
+        if len(target_list) != 1:
+            raise InputError("--setup paper trains one target per model: give --targets T")
+        paper_model, training = paper_setup(target_list[0], training)
+        model_overrides = {**paper_model, **model_overrides}
+        default_preset = PAPER_PRESET
     req = TrainRequest(
         tag=tag,
         targets=target_list,
-        preset=preset or cfg.get("preset") or "no-edgenet",
+        preset=preset or cfg.get("preset") or default_preset,
         recipe=recipe,
         split=split_name,
-        seed=seed if seed is not None else int(cfg.get("seed", 12345)),
+        seed=seed if seed is not None else cfg.get("seed", 12345),
         ensemble=ensemble,
-        model_overrides=dict(cfg.get("model", {})),
+        model_overrides=model_overrides,
         train_overrides=training,
         device=app.settings.device,
+        setup=setup,
     )
+    check_request(req, where)  # before any work: one validation for options and the file
     engine = app.engine()
     check_no_wait(app, no_wait)
     check_broker(app)
-    job_id, _prep = submit_train(
+    job_id, prep = submit_train(
         engine, req, runner=runner_name(app), budget_seconds=slice_seconds
     )
+    for note in prep.notes:
+        click.echo(note)
 
     def postfix(ep: dict[str, Any]) -> str:
         val = ep.get("val_mae") or {}
@@ -150,8 +194,10 @@ def train(
         return
     raise_if_failed(job)
     result = job.result or {}
+    n_params = result.get("n_parameters")
     click.echo(
-        f"registered model version {tag} ({result['n_parameters']:,} parameters, "
+        f"registered model version {tag} "
+        f"({f'{n_params:,}' if isinstance(n_params, int) else '?'} parameters, "
         f"{req.ensemble} member(s))"
     )
     test = (result.get("metrics") or {}).get("test") or {}
@@ -161,6 +207,9 @@ def train(
             for k, v in m.items()
             if k not in ("mae", "rmse", "n") and isinstance(v, float)
         )
+        if m.get("mae") is None:
+            click.echo(f"  test {target}: no DFT value in the test split (n = 0)")
+            continue
         click.echo(f"  test {target}: MAE {m['mae']:.4g}  RMSE {m['rmse']:.4g}  {extra}".rstrip())
     if result.get("skipped"):
         click.echo(
@@ -170,8 +219,9 @@ def train(
 
 
 @click.command()
-@click.option("--model-tag", "tag", help="Model version to predict with.")
-@click.option("--alias", help="Use the model version an alias (e.g. production) points at.")
+@click.option("--model-tag", "tag", callback=checks.tag, help="Model version to predict with.")
+@click.option("--alias", callback=checks.alias,
+              help="Use the model version an alias (e.g. production) points at.")
 @click.option(
     "--where",
     help='SQL condition on materials m, e.g. "m.natoms <= 20" (selected read-only on the '
@@ -197,6 +247,7 @@ def train(
 @click.option(
     "--output",
     type=click.Path(dir_okay=False),
+    callback=checks.output_file,
     help="With --structures: write the rows to FILE (.csv or .parquet) instead of printing.",
 )
 @click.argument("more_paths", nargs=-1, metavar="")

@@ -25,7 +25,8 @@ Per material (see :mod:`matplat.ingest.oqmd_rules` for which calculation is chos
 
 Malformed materials are not emitted but listed in ``rejects`` as ``(source_id, reason)``:
 unknown element symbol, no atoms, NaN coordinates, singular lattice (|det| < 1e-6), output
-structure missing.
+structure missing, and under ``oqmd-api`` a ``structures.volume`` that disagrees with |det|
+(negative, zero, infinite, or off by more than 0.1 %).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from matplat.ingest.batch import RowBatch
 from matplat.ingest.dumpio import DumpFormatError
 from matplat.ingest.formulas import Formulas, atomic_volume
 from matplat.ingest.oqmd_rules import Selection, select
-from matplat.ingest.oqmd_stage import NEEDED_COLUMNS, Staging
+from matplat.ingest.oqmd_stage import NEEDED_COLUMNS, READ_COLUMNS, Staging
 from matplat.ingest.qmdb import qmdb_columns
 
 __all__ = [
@@ -60,6 +61,9 @@ __all__ = [
 RULES = ("cgnn", "oqmd-api")
 NEEDED_TABLES = frozenset(NEEDED_COLUMNS)
 _SINGULAR = 1e-6
+#: ``oqmd-api``: the dump's ``structures.volume`` may differ from |det(lattice)| by this much
+#: (relative: rounding of the stored value); beyond it the row is rejected as inconsistent.
+_VOLUME_RTOL = 1e-3
 _BUCKET_MATERIALS = 1 << 16  # materials per atom bucket file (a multiple of chunk_size)
 _ATOM_STEP = 1 << 20  # staged atoms scanned per step (34 MB)
 _LUT_MAX_ID = 1 << 25  # structure ids below this: find materials by table lookup (128 MB max)
@@ -97,6 +101,10 @@ class MaterialChunk:
     content_hash: list[str]
     rejects: list[tuple[int, str]] = field(default_factory=list)
     rule: str = "cgnn"
+    #: OQMD's own hull distance (``formation_energies.stability``), NaN where unknown; None
+    #: for sources that have none. Not part of the content hash: it is derived from the
+    #: other materials of the dump, not from this one.
+    oqmd_stability: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.source_id)
@@ -185,7 +193,7 @@ def extract_dump(
     batches = iter_dump(
         path,
         set(NEEDED_TABLES),
-        columns={t: list(c) for t, c in NEEDED_COLUMNS.items()},
+        columns={t: list(c) for t, c in READ_COLUMNS.items()},
         schema={t: list(qmdb_columns(t)) for t in NEEDED_TABLES},
         progress=progress,
     )
@@ -216,6 +224,8 @@ class _Emitter:
         self.source_id = sel.source_id
         self.entry_id = sel.entry_id
         self.formation_energy = sel.formation_energy
+        self.oqmd_stability = (sel.oqmd_stability if sel.oqmd_stability is not None
+                               else np.full(n, np.nan))
         self.calc_id = tables.calc_id[ci]
         self.structure_id = tables.calc_output[ci]
         col = stage.column
@@ -316,6 +326,13 @@ class _Emitter:
         with np.errstate(invalid="ignore"):
             det = np.abs(np.linalg.det(np.nan_to_num(lat, nan=0.0)))
         bad_lat = ~np.isfinite(lat).all(axis=(1, 2)) | (det < _SINGULAR)
+        # oqmd-api stores the dump's structures.volume: it must agree with the lattice (a
+        # negative, zero or infinite volume would give -inf volume deviations downstream).
+        stv_all = self.st_volume[c0:c1] if self.rule != "cgnn" else np.full(k, np.nan)
+        with np.errstate(invalid="ignore"):
+            bad_vol = ~np.isnan(stv_all) & ~(
+                np.isfinite(stv_all) & (np.abs(stv_all - det) <= _VOLUME_RTOL * det)
+            )
         unknown = np.unique(local[rec["z"] <= 0])
         nan_xyz = np.unique(local[~np.isfinite(rec["xyz"]).all(axis=1)])
         rejects: list[tuple[int, str]] = []
@@ -336,6 +353,9 @@ class _Emitter:
                     why = f"structure {sid}: NaN coordinates"
                 elif bad_lat[i]:
                     why = f"structure {sid}: singular lattice (|det| = {det[i]:.3g})"
+                elif bad_vol[i]:
+                    why = (f"structure {sid}: volume {stv_all[i]:.6g} disagrees with its "
+                           f"lattice (|det| = {det[i]:.6g})")
             if why is not None:
                 keep[i] = False
                 rejects.append((int(self.source_id[m]), why))
@@ -388,6 +408,7 @@ class _Emitter:
             content_hash=[],
             rejects=rejects,
             rule=self.rule,
+            oqmd_stability=self.oqmd_stability[sel].astype(np.float64),
         )
         chunk.content_hash = content_hashes(chunk)
         return chunk

@@ -19,6 +19,9 @@ by ``source_id``. The rules (also in the README's "Ingest selection rules"):
 calculation labelled exactly ``static``, else ``standard``; among several, the one with the
 lowest non-NULL ``delta_e`` of fit ``standard`` (those without one rank last; ties to the
 lowest id); formation energy = that value (NaN if none).
+
+Both rules also return ``oqmd_stability``: the ``stability`` (OQMD's hull distance) of the
+formation-energy row whose ``delta_e`` they took (NaN where NULL or absent).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Tables:
     fe_calc: np.ndarray  # int64
     fe_standard: np.ndarray  # bool: fit_id = 'standard'
     fe_delta_e: np.ndarray  # float64
+    fe_stability: np.ndarray | None = None  # float64; None: the dump has no such column
 
 
 @dataclass
@@ -57,13 +61,15 @@ class Selection:
     entry_id: np.ndarray  # int64: entry owning the chosen calculation
     calc_index: np.ndarray  # int64: row of the chosen calculation in the Tables arrays
     formation_energy: np.ndarray  # float64
+    oqmd_stability: np.ndarray | None = None  # float64, NaN where unknown
 
     def __len__(self) -> int:
         return len(self.source_id)
 
     def head(self, n: int) -> Selection:
         return Selection(
-            self.source_id[:n], self.entry_id[:n], self.calc_index[:n], self.formation_energy[:n]
+            self.source_id[:n], self.entry_id[:n], self.calc_index[:n], self.formation_energy[:n],
+            None if self.oqmd_stability is None else self.oqmd_stability[:n],
         )
 
 
@@ -92,17 +98,25 @@ def _per_calc_first(
     return _lookup(fc[first], fd[first], calc_id, np.nan)
 
 
-def _first_row_delta_e(t: Tables) -> np.ndarray:
-    """delta_e of each calculation's first formation-energy row (lowest id, any fit)."""
+def _stability(t: Tables) -> np.ndarray:
+    return t.fe_stability if t.fe_stability is not None else np.full(len(t.fe_id), np.nan)
+
+
+def _first_row_delta_e(t: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """delta_e and stability of each calculation's first formation-energy row (lowest id,
+    any fit)."""
     ok = t.fe_calc >= 0
-    return _per_calc_first(t.fe_calc[ok], t.fe_id[ok], t.fe_delta_e[ok], t.calc_id)
+    return (_per_calc_first(t.fe_calc[ok], t.fe_id[ok], t.fe_delta_e[ok], t.calc_id),
+            _per_calc_first(t.fe_calc[ok], t.fe_id[ok], _stability(t)[ok], t.calc_id))
 
 
-def _lowest_standard(t: Tables) -> np.ndarray:
-    """Lowest non-NULL delta_e with fit 'standard' of each calculation; NaN if none."""
+def _lowest_standard(t: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest non-NULL delta_e with fit 'standard' of each calculation (NaN if none), and the
+    stability of that row."""
     ok = (t.fe_calc >= 0) & t.fe_standard & ~np.isnan(t.fe_delta_e)
     fd = t.fe_delta_e[ok]
-    return _per_calc_first(t.fe_calc[ok], fd, fd, t.calc_id)
+    return (_per_calc_first(t.fe_calc[ok], fd, fd, t.calc_id),
+            _per_calc_first(t.fe_calc[ok], fd, _stability(t)[ok], t.calc_id))
 
 
 def _pick(group: np.ndarray, prio: np.ndarray, score: np.ndarray, t: Tables, cand: np.ndarray):
@@ -131,14 +145,14 @@ def select(t: Tables, rule: str) -> Selection:
         qualifies = labelled & t.calc_converged & has_lt5 & (dup >= 0)
         materials = np.unique(dup[qualifies])
         cand = labelled & t.calc_converged & has_fe & (dup >= 0) & np.isin(dup, materials)
-        first_de = _first_row_delta_e(t)
+        first_de, first_st = _first_row_delta_e(t)
         source, chosen = _pick(dup, prio, first_de, t, cand)
-        fe = first_de[chosen]
+        fe, st = first_de[chosen], first_st[chosen]
     elif rule == "oqmd-api":
         cand = labelled & t.calc_converged & has_entry_row
-        best = _lowest_standard(t)
+        best, best_st = _lowest_standard(t)
         source, chosen = _pick(t.calc_entry, prio, best, t, cand)
-        fe = best[chosen]
+        fe, st = best[chosen], best_st[chosen]
     else:
         raise ValueError(f"unknown selection rule {rule!r} (known: cgnn, oqmd-api)")
     return Selection(
@@ -146,4 +160,5 @@ def select(t: Tables, rule: str) -> Selection:
         entry_id=t.calc_entry[chosen].astype(np.int64),
         calc_index=chosen.astype(np.int64),
         formation_energy=fe.astype(np.float64),
+        oqmd_stability=st.astype(np.float64),
     )

@@ -23,7 +23,8 @@ from matplat.ingest.batch import RowBatch
 from matplat.ingest.dumpio import DumpFormatError
 from matplat.ingest.oqmd_rules import LABEL_OTHER, LABEL_STANDARD, LABEL_STATIC, Tables
 
-__all__ = ["NEEDED_COLUMNS", "ATOM_DTYPE", "Staging", "element_numbers"]
+__all__ = ["NEEDED_COLUMNS", "OPTIONAL_COLUMNS", "READ_COLUMNS", "ATOM_DTYPE", "Staging",
+           "element_numbers"]
 
 LATTICE = ("x1", "x2", "x3", "y1", "y2", "y3", "z1", "z2", "z3")
 NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -32,6 +33,13 @@ NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "entries": ("id", "duplicate_of_id", "prototype_id"),
     "formation_energies": ("id", "calculation_id", "fit_id", "delta_e"),
     "structures": ("id", *LATTICE, "volume", "spacegroup_id"),
+}
+#: Columns read when the dump has them (all of the qmdb schema; test dumps may omit them):
+#: ``formation_energies.stability`` is OQMD's own hull distance, kept as ``oqmd_stability``.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"formation_energies": ("stability",)}
+#: The reader's projection: needed and optional columns.
+READ_COLUMNS: dict[str, tuple[str, ...]] = {
+    t: (*c, *OPTIONAL_COLUMNS.get(t, ())) for t, c in NEEDED_COLUMNS.items()
 }
 ATOM_DTYPE = np.dtype([("sid", "<i8"), ("id", "<i8"), ("z", "<i2"), ("xyz", "<f8", (3,))])
 _SELECTION_INPUTS = frozenset({"calculations", "entries", "formation_energies"})
@@ -179,11 +187,25 @@ class Staging:
         )
 
     def _add_entries(self, b: RowBatch) -> None:
+        def prototype(name: str | bytes) -> int:
+            # The reader keeps undecodable bytes as surrogates; prototype names are stored
+            # as text, so they must be valid UTF-8.
+            try:
+                text = name.decode("utf-8") if isinstance(name, bytes) else name
+                text.encode("utf-8")
+            except UnicodeError:
+                where = f"byte {b.byte_offset}" if b.byte_offset is not None else "a row"
+                raise DumpFormatError(
+                    f"{self.source}: {where} (INSERT INTO `entries`): prototype_id "
+                    f"{name!r} is not valid UTF-8"
+                ) from None
+            return self._prototype(text)
+
         self._put(
             "entries",
             id=b.array("id", np.int64),
             dup=b.array("duplicate_of_id", np.int64, null=-1),
-            proto=self._codes(b, "prototype_id", self._prototype, -1).astype(np.int32),
+            proto=self._codes(b, "prototype_id", prototype, -1).astype(np.int32),
         )
 
     def _add_formation_energies(self, b: RowBatch) -> None:
@@ -193,6 +215,8 @@ class Staging:
             calc=b.array("calculation_id", np.int64, null=-1),
             standard=self._codes(b, "fit_id", lambda s: int(s == "standard"), 0).astype(bool),
             delta_e=b.array("delta_e", np.float64),
+            stability=(b.array("stability", np.float64) if "stability" in b.columns
+                       else np.full(len(b), np.nan)),
         )
 
     def _add_structures(self, b: RowBatch) -> None:
@@ -242,6 +266,7 @@ class Staging:
             fe_calc=c("formation_energies", "calc", np.int64),
             fe_standard=c("formation_energies", "standard", bool),
             fe_delta_e=c("formation_energies", "delta_e", np.float64),
+            fe_stability=c("formation_energies", "stability", np.float64),
         )
 
 

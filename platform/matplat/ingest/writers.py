@@ -41,6 +41,7 @@ _PROPERTIES = (
     "magnetization",
     "total_magnetization",
     "volume_deviation",
+    "oqmd_stability",
 )
 
 #: Atomic number → element symbol (index 0 unused).
@@ -356,16 +357,21 @@ class ChunkWriter:
             "dft_properties",
             {
                 "material_id": mids,
-                **{
-                    name: np.asarray(getattr(chunk, name), dtype=np.float64)[write]
-                    for name in _PROPERTIES
-                },
+                **{name: _floats(chunk, name, write) for name in _PROPERTIES},
                 "source_calculation_id": _nullable(chunk.calculation_id, write),
                 "selection_rule": np.full(
                     len(write), self.rule.encode(), dtype=f"S{len(self.rule)}"
                 ),
             },
         )
+
+
+def _floats(chunk: Any, name: str, rows: np.ndarray) -> np.ndarray:
+    """A float property of the written rows; NaN (NULL) where the chunk has none."""
+    v = getattr(chunk, name, None)
+    if v is None:
+        return np.full(len(rows), np.nan)
+    return np.asarray(v, dtype=np.float64)[rows]
 
 
 def _next_id(conn: Connection, table: str) -> int:

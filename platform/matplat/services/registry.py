@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from matplat.db.models import (
 from matplat.db.models.mlmodels import ModelElementMetric, ModelPairMetric, WidePrediction
 from matplat.db.session import session_factory, transaction
 from matplat.errors import ConflictError, InputError, NotFoundError
+from matplat.names import check_alias, check_tag
 
 EXPORT_FORMAT = "matplat-model-v1"
 
@@ -196,6 +198,7 @@ def show_version(engine: Engine, tag: str) -> dict[str, Any]:
 
 def set_alias(engine: Engine, tag: str, alias: str) -> str | None:
     """Point ``alias`` at ``tag``; returns the tag it pointed at before (history is kept)."""
+    check_alias(alias)
     with transaction(engine) as s:
         mv = get_version(s, tag)
         current = s.scalars(
@@ -271,21 +274,36 @@ def export_version(engine: Engine, tag: str, path: Path) -> int:
     return len(artifact)
 
 
-def import_version(engine: Engine, path: Path, tag: str | None = None) -> str:
-    """Register a model exported by :func:`export_version` (optionally under another tag)."""
+def import_version(engine: Engine, path: Path, tag: str | None = None,
+                   check: Callable[[bytes], None] | None = None) -> str:
+    """Register a model exported by :func:`export_version` (optionally under another tag).
+
+    ``check(weights)`` raises when the weights are not a usable model (the CLI passes a loader
+    from ``workers``; this module does not import torch), so a damaged export is refused here
+    and not at its first prediction.
+    """
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("model.json"))
             artifact = z.read("weights.bin")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError,
+            ValueError) as e:
         raise InputError(f"{path}: not a matplat model export ({e})") from e
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: not a matplat model export (model.json is not an object)")
     if meta.get("format") != EXPORT_FORMAT:
         raise InputError(
             f"{path}: unknown export format {meta.get('format')!r}, expected {EXPORT_FORMAT}"
         )
     if hashlib.sha256(artifact).hexdigest() != meta.get("artifact_sha256"):
         raise InputError(f"{path}: weights do not match their sha256 (file corrupt)")
-    new_tag = tag or meta["tag"]
+    new_tag = check_tag(tag, "--tag") if tag is not None else check_tag(
+        meta.get("tag"), f"{path}: model tag")
+    if check is not None:
+        try:
+            check(artifact)
+        except InputError as e:
+            raise InputError(f"{path}: {e}; nothing was imported") from None
     with transaction(engine) as s:
         ensure_tag_free(s, new_tag)
         recipe_id = None

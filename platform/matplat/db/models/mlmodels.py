@@ -171,7 +171,7 @@ class ModelMetric(Base):
     Refreshed after every ``platform predict`` (and after training) from the stored predictions;
     the view ``model_leaderboard`` shows it with the model tag. ``subset`` is ``train``,
     ``val``, ``test`` or ``all``; ``roc_auc`` is set for band gap (metal vs insulator) and
-    magnetization (magnetic vs non-magnetic).
+    magnetization (magnetic vs non-magnetic); ``baseline_mae`` is the mean predictor's MAE.
     """
 
     __tablename__ = "model_metrics"
@@ -185,6 +185,8 @@ class ModelMetric(Base):
     mae: Mapped[float | None] = mapped_column(Double)
     rmse: Mapped[float | None] = mapped_column(Double)
     roc_auc: Mapped[float | None] = mapped_column(Double)
+    #: MAE of the mean predictor (the training subset's mean DFT value) on the same rows.
+    baseline_mae: Mapped[float | None] = mapped_column(Double)
     refreshed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
