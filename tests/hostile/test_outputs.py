@@ -121,7 +121,7 @@ def test_json_output_is_strict_json(db) -> None:
     }
     r = run(db.url, "query", queries[db.kind], "--format", "json")
     assert r.exit_code == 0, r.output
-    row = strict(r.output)[0]
+    row = strict(r.stdout)[0]  # stderr may hold the superuser warning
     assert row["x"] is None and row["y"] is None and row["b"] == "ff00" and row["z"] == 0.5
     if db.kind == "postgresql":
         assert row["n"] is None and row["d"] is None
