@@ -35,20 +35,24 @@ def ok(url: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module", params=ENGINES)
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            sample_dump: Path) -> Iterator[TestDatabase]:
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[TestDatabase]:
     """Ingested sample dump with graphs, model v3 (four targets) and bg (band gap only), and
-    its hulls; ``db.before_hulls`` is what discover said before any hull was built."""
+    its hulls; ``db.before_hulls`` is what discover said before any hull was built. The dump
+    (120 entries, seed 13) holds Fe and FeO, the system the tests explore."""
+    from pipeline_fixture import make_dump
+
     db = create_database(request.param, tmp_path_factory.mktemp(f"discover-{request.param}"))
+    dump = make_dump(tmp_path_factory.mktemp("feo-dump"), 120, seed=13)
     try:
         ok(db.url, "db", "upgrade")
-        ok(db.url, "ingest", str(sample_dump))
+        ok(db.url, "ingest", str(dump))
         ok(db.url, "graphs", "build", "--workers", "1")
         ok(db.url, "train", "--model-tag", "v3", "--epochs", "3", "--batch-size", "32")
         ok(db.url, "train", "--model-tag", "bg", "--targets", "band_gap", "--epochs", "1",
            "--batch-size", "64")
         before = counts(db)
-        db.before_hulls = (run(db.url, "discover", "--model-tag", "v3", "--elements", "Fe,O"),
+        db.before_hulls = (run(db.url, "discover", "--model-tag", "v3", "--elements", "Mg,O"),
                            before == counts(db))  # type: ignore[attr-defined]
         ok(db.url, "hull", "build")
         yield db
@@ -75,14 +79,14 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
     from ml.train import ensemble_predict
     from workers.predict import load_models
 
-    out = ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Fe,O", "--name", "feo")
+    out = ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo")
     assert "stored" in out and "rank" in out
     cands = rows(trained, "SELECT c.material_id, c.parent_material_id, c.species_map, "
                  "c.probability, c.e_above_hull, c.model_version_id, m.source, m.formula, "
                  "m.natoms FROM candidates c JOIN materials m ON m.id = c.material_id "
                  "ORDER BY c.material_id")
     assert len(cands) >= 2
-    assert {r.source for r in cands} == {"candidates:feo"}
+    assert {r.source for r in cands} == {"candidates:mgo"}
     mv = rows(trained, "SELECT id, targets FROM model_versions WHERE tag = 'v3'")[0]
     targets = json.loads(mv.targets) if isinstance(mv.targets, str) else list(mv.targets)
     models = load_models(trained.engine, int(mv.id))
@@ -96,7 +100,7 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
         lat = np.frombuffer(lat, "<f8").reshape(3, 3)
         frac = np.frombuffer(frac, "<f8").reshape(-1, 3)
         z = np.frombuffer(z, "<i2").astype(int)
-        assert set(z.tolist()) == {8, 26} and len(z) == c.natoms
+        assert set(z.tolist()) == {8, 12} and len(z) == c.natoms
         # lineage: the parent's sites, its species replaced as the species map says
         (plat, pfrac, pz), = rows(trained, "SELECT lattice, frac_coords, atomic_numbers FROM "
                                   "structures WHERE material_id = :m", m=c.parent_material_id)
@@ -130,17 +134,17 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
     for k, (*_, pred) in enumerate(structures.values()):
         assert mean[k, targets.index("formation_energy")] == pytest.approx(
             pred["formation_energy"], abs=1e-5)
-    # hull distances: pymatgen on the DFT materials of Fe-O, built here independently
+    # hull distances: pymatgen on the DFT materials of Mg-O, built here independently
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
     from pymatgen.core import Composition
 
     dft = rows(trained, "SELECT m.composition, d.formation_energy FROM materials m "
                "JOIN dft_properties d ON d.material_id = m.id WHERE d.formation_energy IS NOT "
                "NULL AND m.source NOT LIKE 'candidates:%'")
-    entries = [PDEntry(Composition(el), 0.0) for el in ("Fe", "O")]
+    entries = [PDEntry(Composition(el), 0.0) for el in ("Mg", "O")]
     for comp, e in dft:
         c = Composition(comp)
-        if set(c.chemical_system.split("-")) <= {"Fe", "O"}:
+        if set(c.chemical_system.split("-")) <= {"Mg", "O"}:
             entries.append(PDEntry(c, e * c.num_atoms))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,7 +158,7 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
     # the ranking view: ranks 1..n by predicted hull distance
     ranked = rows(trained, "SELECT rank, material_id, e_above_hull, formation_energy, "
                   "formation_energy_uncertainty, decomposition, parent_formula, probability "
-                  "FROM candidate_ranking WHERE run = 'feo' ORDER BY rank")
+                  "FROM candidate_ranking WHERE run = 'mgo' ORDER BY rank")
     assert [r.rank for r in ranked] == list(range(1, len(cands) + 1))
     assert [r.e_above_hull for r in ranked] == sorted(c.e_above_hull for c in cands)
     assert all(r.decomposition and r.parent_formula for r in ranked)
@@ -162,30 +166,39 @@ def test_discover_stores_ranked_candidates_with_lineage(trained: TestDatabase) -
 
 def test_rerun_adds_nothing_and_resumes_an_interrupted_job(
         trained: TestDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import discover, jobs
+    from workers import discover, discover_plan, jobs
 
-    ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Fe,O", "--name", "feo-a")
+    ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo-a")
     before = counts(trained)
-    out = ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Fe,O", "--name", "feo-a")
+    out = ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo-a")
     assert " 0 to make" in out
     assert counts(trained) == before
     full = rows(trained, "SELECT m.formula, c.parent_material_id FROM candidates c JOIN "
                 "discovery_runs r ON r.id = c.run_id JOIN materials m ON m.id = c.material_id "
-                "WHERE r.name = 'feo-a' ORDER BY 1, 2")
+                "WHERE r.name = 'mgo-a' ORDER BY 1, 2")
     # interrupted: one task of a one-candidate-per-task job ran, then the command again
-    monkeypatch.setattr(discover, "TASK_CANDIDATES", 1)
+    monkeypatch.setattr(discover_plan, "TASK_CANDIDATES", 1)
     plan, job_id = discover.plan_discover(trained.engine, discover.DiscoverRequest(
-        tag="v3", elements=["Fe", "O"], name="feo-b"))
+        tag="v3", elements=["Mg", "O"], name="mgo-b"))
     assert job_id is not None and plan.planned == len(full)
     first = jobs.get_tasks(trained.engine, job_id)[0]
     assert jobs.execute(trained.engine, first.id, device="cpu")[0].startswith("done")
     jobs.cancel(trained.engine, job_id)
-    out = ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Fe,O", "--name", "feo-b")
+    out = ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo-b")
     assert f"{len(full) - 1} to make" in out
     resumed = rows(trained, "SELECT m.formula, c.parent_material_id FROM candidates c JOIN "
                    "discovery_runs r ON r.id = c.run_id JOIN materials m ON m.id = c.material_id "
-                   "WHERE r.name = 'feo-b' ORDER BY 1, 2")
+                   "WHERE r.name = 'mgo-b' ORDER BY 1, 2")
     assert resumed == full
+
+
+def test_a_run_name_keeps_its_targets(trained: TestDatabase) -> None:
+    ok(trained.url, "discover", "--model-tag", "v3", "--elements", "Mg,O", "--name", "mgo")
+    before = counts(trained)
+    result = run(trained.url, "discover", "--model-tag", "v3", "--elements", "Ca,O", "--name",
+                 "mgo")
+    assert result.exit_code == 1 and "choose another --name" in result.stderr
+    assert counts(trained) == before
 
 
 def test_no_hull_built_is_an_error(trained: TestDatabase) -> None:
@@ -197,13 +210,12 @@ def test_no_hull_built_is_an_error(trained: TestDatabase) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--model-tag", "v3", "--elements", "Fe,Xx"], "unknown element 'Xx'"),
-    (["--model-tag", "v3", "--compositions", "Fe9O7"], "no parent structure reaches Fe9O7"),
-    (["--model-tag", "v3", "--compositions", "Fe2O"], "no parent structure reaches"),
-    (["--model-tag", "bg", "--elements", "Fe,O"], "does not predict formation_energy"),
+    (["--model-tag", "v3", "--compositions", "Mg9O7"], "no parent structure reaches Mg9O7"),
+    (["--model-tag", "bg", "--elements", "Mg,O"], "does not predict formation_energy"),
     (["--model-tag", "v3", "--elements", "Np,Pu"], "no DFT hull for the Np-Pu system"),
-    (["--model-tag", "v3", "--elements", "Fe,O", "--name", "x" * 22], "a run name has"),
-    (["--model-tag", "nope", "--elements", "Fe,O"], "nope"),
-    (["--model-tag", "v3", "--elements", "Fe,O", "--min-probability", "2"], "min-probability"),
+    (["--model-tag", "v3", "--elements", "Mg,O", "--name", "x" * 22], "a run name has"),
+    (["--model-tag", "nope", "--elements", "Mg,O"], "nope"),
+    (["--model-tag", "v3", "--elements", "Mg,O", "--min-probability", "2"], "min-probability"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(trained: TestDatabase, args: list[str],
                                                   message: str) -> None:
@@ -224,21 +236,21 @@ def test_python_api_and_cif_export(trained: TestDatabase, tmp_path: Path) -> Non
     from workers.discover import ranking
 
     p = Platform(trained.url, device="cpu")
-    df = p.discover("v3", elements="Fe,O", name="feo-py")
+    df = p.discover("v3", elements="Mg,O", name="mgo-py")
     assert len(df) >= 2 and list(df["rank"]) == list(range(1, len(df) + 1))
     assert {"formula", "parent_formula", "probability", "formation_energy",
             "formation_energy_uncertainty", "e_above_hull", "decomposition"} <= set(df.columns)
-    assert df.equals(ranking(trained.engine, "feo-py"))
+    assert df.equals(ranking(trained.engine, "mgo-py"))
     before = counts(trained)
-    again = p.discover("v3", elements=["Fe", "O"], name="feo-py")
+    again = p.discover("v3", elements=["Mg", "O"], name="mgo-py")
     assert again.equals(df) and counts(trained) == before
 
     out = tmp_path / "cifs"
     ok(trained.url, "export", "structures", str(out), "--format", "cif", "--source",
-       "candidates:feo-py")
+       "candidates:mgo-py")
     stored = rows(trained, "SELECT m.source_id, m.formula, s.lattice, s.frac_coords, "
                   "s.atomic_numbers FROM materials m JOIN structures s ON s.material_id = m.id "
-                  "WHERE m.source = 'candidates:feo-py'")
+                  "WHERE m.source = 'candidates:mgo-py'")
     assert len(stored) == len(df)
     matcher = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False)
     for sid, formula, lat, frac, z in stored:
@@ -274,11 +286,11 @@ def test_readme_examples(trained: TestDatabase, tmp_path: Path,
         args = shlex.split(line)
         assert args[0] == "platform"
         ok(trained.url, *args[1:])
-    assert len(list((tmp_path / "feo_cifs").glob("*.cif"))) == rows(
-        trained, "SELECT COUNT(*) FROM materials WHERE source = 'candidates:feo'")[0][0] > 0
+    assert len(list((tmp_path / "mgo_cifs").glob("*.cif"))) == rows(
+        trained, "SELECT COUNT(*) FROM materials WHERE source = 'candidates:mgo'")[0][0] > 0
     got = rows(trained, blocks["query"])
     want = rows(trained, "SELECT c.material_id, c.e_above_hull FROM candidates c JOIN "
-                "discovery_runs r ON r.id = c.run_id WHERE r.name = 'feo' "
+                "discovery_runs r ON r.id = c.run_id WHERE r.name = 'mgo' "
                 "ORDER BY c.e_above_hull")
     assert [r.e_above_hull for r in got] == [w.e_above_hull for w in want
                                              if w.e_above_hull <= 0.05]

@@ -92,17 +92,35 @@ def fractions_of(elements: Sequence[int], z: np.ndarray, counts: np.ndarray) -> 
     return out / out.sum()
 
 
-def load_hull(engine: Engine, elements: Sequence[int]) -> SystemHull | None:
+_HULLS: dict[tuple[str, str, int, tuple[int, ...]], SystemHull | None] = {}
+
+
+def load_hull(engine: Engine, elements: Sequence[int], ref: tuple[str, int] | None = None
+              ) -> SystemHull | None:
     """The DFT hull of the system ``elements`` (atomic numbers), or ``None`` when no compound
     of the reference source lies in it or its subsystems (the hull would be the bare
-    elements). Raises :class:`InputError` when no hull has been built at all."""
+    elements). Raises :class:`InputError` when no hull has been built at all.
+
+    ``ref``: :func:`reference_source` when the caller has it (it scans ``material_hulls``).
+    Hulls are cached per process and hull build (a worker's tasks share them).
+    """
+    source, build = ref or reference_source(engine)
+    system = tuple(sorted(int(z) for z in elements))
+    key = (str(engine.url), source, build, system)
+    if key not in _HULLS:
+        if len(_HULLS) > 4096:
+            _HULLS.clear()
+        _HULLS[key] = _build(engine, source, build, system)
+    return _HULLS[key]
+
+
+def _build(engine: Engine, source: str, build: int, system: tuple[int, ...]
+           ) -> SystemHull | None:
     from ml.stability.hull import build_hull
     from ml.stability.systems import subsystems
     from workers.hull_data import cached_source
 
-    source, build = reference_source(engine)
     data = cached_source(engine, source, build)
-    system = tuple(sorted(int(z) for z in elements))
     index = data.index
     sysidx = {s: i for i, s in enumerate(index.systems)}
     subs = subsystems(index.systems, sysidx, system)

@@ -84,6 +84,8 @@ def _graph_rows(engine: Engine, recipe_id: int, ids: list[int]):  # type: ignore
     usable, species, src, dst = decode_graph_rows([r[1] for r in rows], [r[2] for r in rows],
                                                   [r[3] for r in rows])
     mids = np.asarray([r[0] for r in rows], dtype=np.int64)[usable]
+    if len(mids) == 0:  # every graph of the chunk failed (e.g. species outside the model's)
+        return mids, None, int((~usable).sum())
     gs = GraphSet.from_lists(mids, species, src, dst, np.full((len(mids), 1), np.nan, np.float32))
     return mids, gs, int((~usable).sum())
 

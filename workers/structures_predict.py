@@ -145,8 +145,8 @@ def prediction_table(engine: Engine, mv_id: int, targets: list[str], summary: An
     q_mat = text(f"SELECT m.id, m.formula, {dft_cols} FROM materials m LEFT JOIN dft_properties d "
                  "ON d.material_id = m.id WHERE m.id IN :ids"
                  ).bindparams(bindparam("ids", expanding=True))
-    q_fail = text("SELECT s.material_id, g.error FROM structures s JOIN crystal_graphs g "
-                  "ON g.structure_id = s.id AND g.status = 'failed' JOIN model_versions v "
+    q_fail = text("SELECT s.material_id, g.status, g.error FROM structures s JOIN crystal_graphs g "
+                  "ON g.structure_id = s.id JOIN model_versions v "
                   "ON v.recipe_id = g.recipe_id AND v.id = :mv WHERE s.material_id IN :ids"
                   ).bindparams(bindparam("ids", expanding=True))
     failed: dict[int, str] = {}
@@ -157,8 +157,10 @@ def prediction_table(engine: Engine, mv_id: int, targets: list[str], summary: An
                 pred[(int(mid), prop)] = (value, unc)
             for mid, formula, *dft in conn.execute(q_mat, {"ids": part}):
                 info[int(mid)] = (formula, dict(zip(targets, dft, strict=True)))
-            for mid, err in conn.execute(q_fail, {"mv": mv_id, "ids": part}):
-                failed[int(mid)] = f"no usable graph: {err}"
+            for mid, status, err in conn.execute(q_fail, {"mv": mv_id, "ids": part}):
+                failed[int(mid)] = (
+                    f"no usable graph: {err}" if status == "failed" else
+                    "no usable graph: an element outside the model's species table")
     records: list[dict[str, Any]] = []
     for name, mid in zip(summary.names, ids, strict=True):
         formula, dft = info.get(mid, ("", {})) if mid is not None else ("", {})

@@ -29,7 +29,7 @@ _RULES: dict[str, tuple[str, float, bool, bool]] = {
     "gamma": ("float", 0.0, False, False),
 }
 _CHOICES = {"amp": ("auto", "bf16", "off")}
-_BOOLS = ("compile", "deterministic")
+_BOOLS = ("compile", "deterministic", "standardize")
 
 
 def _label(where: Mapping[str, str], key: str) -> str:

@@ -214,34 +214,47 @@ def generate_candidates(
     """
     log_min = math.log(min_probability) if min_probability > 0 else -np.inf
     best: dict[tuple[Composition, str], tuple[float, int, tuple]] = {}
+    groups: dict[int, tuple] = {}  # per element count: the parents, their Z and counts
     for target in targets:
         k = len(target.elements)
-        group = [(i, p) for i, p in enumerate(parents) if len(p.z) == k]
-        if not group:
+        if k not in groups:
+            members = [(i, p) for i, p in enumerate(parents) if len(p.z) == k]
+            groups[k] = (members,
+                         np.array([p.z for _, p in members], dtype=np.int64).reshape(-1, k))
+        members, all_z = groups[k]
+        if not members:
             continue
-        maps, perm, perms = _species_maps(table, target.elements)
+        perms_z = np.array(list(itertools.permutations(target.elements)),
+                           dtype=np.int64).reshape(-1, k)
+        # The element-level table bounds every species map from above: parents it rules out
+        # need no oxidation-state guess (pymatgen's costs ~1 ms a composition).
+        bound = _score_elements(table, perms_z, all_z, log_min)
+        reachable = np.flatnonzero(np.isfinite(bound).any(axis=0))
         ionic: list[tuple[int, Parent, NDArray[np.int64]]] = []
         plain: list[tuple[int, Parent]] = []
-        for i, p in group:
+        for j in reachable.tolist():
+            i, p = members[j]
             rows = _parent_species(table, p)
             if rows is None:
                 plain.append((i, p))
             else:
                 ionic.append((i, p, rows))
+        species = (np.stack([r for _, _, r in ionic]) if ionic
+                   else np.zeros((0, k), dtype=np.int64))
+        counts = np.array([p.counts for _, p, _ in ionic], dtype=np.int64).reshape(-1, k)
+        plain_z = np.array([p.z for _, p in plain], dtype=np.int64).reshape(-1, k)
+        maps, perm, perms = _species_maps(table, target.elements)
         found: list[tuple[int, Parent, int, float, Sequence[int] | None, Sequence[int] | None]] = []
         step = max(1, _BLOCK // max(1, len(maps)))
         for b in range(0, len(ionic) if len(maps) else 0, step):
-            part = ionic[b:b + step]
-            species = np.stack([r for _, _, r in part])
-            counts = np.array([p.counts for _, p, _ in part], dtype=np.int64)
-            logp, arg = _score_ionic(table, maps, perm, len(perms), species, counts, log_min)
+            logp, arg = _score_ionic(table, maps, perm, len(perms), species[b:b + step],
+                                     counts[b:b + step], log_min)
             for pk, col in zip(*np.nonzero(np.isfinite(logp)), strict=True):
-                i, p, rows = part[col]
+                i, p, rows = ionic[b + col]
                 found.append((i, p, int(pk), float(logp[pk, col]), rows.tolist(),
                               maps[arg[pk, col]].tolist()))
         if plain:
-            z = np.array([p.z for _, p in plain], dtype=np.int64)
-            logp = _score_elements(table, perms, z, log_min)
+            logp = _score_elements(table, perms, plain_z, log_min)
             for pk, col in zip(*np.nonzero(np.isfinite(logp)), strict=True):
                 i, p = plain[col]
                 found.append((i, p, int(pk), float(logp[pk, col]), None, None))

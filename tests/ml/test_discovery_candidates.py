@@ -130,3 +130,44 @@ def test_substitute_and_scale() -> None:
     diag = np.diag(out) / np.diag(lat)
     assert np.allclose(diag, diag[0]) and np.count_nonzero(out) == 3  # uniform
     assert np.array_equal(scale_lattice(lat, 4, math.nan), lat)
+
+
+def test_equals_a_plain_pymatgen_enumeration(table, pmg) -> None:  # type: ignore[no-untyped-def]
+    """Every parent with oxidation states, every species map, pymatgen's own scoring: the
+    best map per (composition, structure type) is what the vectorised search keeps."""
+    import itertools
+
+    from ml.discovery.substitution import oxidation_guess
+
+    parents = [_nacl(1, Na, Cl), _nacl(2, K, Cl), Parent(3, (9, 20), (8, 4), "CaF2"),
+               Parent(4, (8, 12, 13), (8, 2, 4), "spinel"), Parent(5, (8, 20, 22), (3, 1, 1),
+                                                                   "perovskite"),
+               Parent(6, (8, 26), (1, 1), "NaCl"), Parent(7, (16, 30), (1, 1), "ZnS")]
+    targets = [Target((OX, Mg)), Target((Li, F)), Target((OX, Mg, Al)), Target((OX, 38, 22)),
+               Target((9, 26))]
+    threshold = 1e-4
+    want: dict = {}
+    for t in targets:
+        for p in parents:
+            if len(p.z) != len(t.elements):
+                continue
+            red = reduced_key(p.z, p.counts)
+            guess = oxidation_guess(red)
+            old = [table.species[table.lookup(z, s)] for (z, _), s in zip(red, guess,
+                                                                          strict=True)]
+            for perm in itertools.permutations(t.elements):
+                choices = [[table.species[i] for i in table.species_of(z)] for z in perm]
+                for new in itertools.product(*choices):
+                    ox = [table.oxidation[table.index[s]] for s in new]
+                    if sum(n * o for n, o in zip(p.counts, ox, strict=True)) != 0:
+                        continue
+                    prob = pmg.cond_prob_list(list(new), old)
+                    if prob < threshold:
+                        continue
+                    key = (reduced_key(perm, p.counts), p.type_key)
+                    if key not in want or prob > want[key][0]:
+                        want[key] = (prob, p.key)
+    got = generate_candidates(parents, targets, table, min_probability=threshold)
+    assert {c.dedup_key: (pytest.approx(c.probability, rel=1e-9), c.parent.key)
+            for c in got} == want
+    assert len(want) >= 5

@@ -169,3 +169,62 @@ def test_export_round_trip_keeps_content_hashes(db, folder: Path, tmp_path: Path
                             "FROM material_properties WHERE source = :s", s=s), key=repr)
              for s in ("orig", "back")}
     assert props["back"] == props["orig"]
+
+
+def test_graphs_train_predict_and_views_take_file_materials(db, folder: Path,
+                                                            sample_dump: Path) -> None:
+    """Training on OQMD and file materials together; every view has the file ones."""
+    assert run(db.url, "ingest", str(sample_dump)).exit_code == 0
+    assert run(db.url, "ingest", str(folder)).exit_code == 0
+    for args in (["graphs", "build", "--workers", "1"],
+                 ["--device", "cpu", "train", "--model-tag", "files", "--epochs", "1",
+                  "--batch-size", "4"],
+                 ["--device", "cpu", "predict", "--model-tag", "files"]):
+        r = run(db.url, *args)
+        assert r.exit_code == 0, r.output
+    assert rows(db.engine, "SELECT count(*) FROM crystal_graphs g JOIN structures s ON "
+                "s.id = g.structure_id JOIN materials m ON m.id = s.material_id "
+                "WHERE m.source = 'my_structures' AND g.status = 'ok'") == [(12,)]
+    got = rows(db.engine, "SELECT r.source_id, r.property, r.predicted, r.dft "
+               "FROM prediction_results r JOIN materials m ON m.id = r.material_id "
+               "WHERE r.model_tag = 'files' AND r.property = 'formation_energy' "
+               "AND m.source = 'my_structures' ORDER BY r.source_id")
+    assert len(got) == 12
+    dft = {sid: d for sid, _, _, d in got}
+    assert dft["frames.xyz#1"] == -3.1 and dft["nacl.cif"] is None
+    assert all(p is not None for _, _, p, _ in got)
+    n = rows(db.engine, "SELECT count(*) FROM material_predictions p JOIN materials m "
+             "ON m.id = p.material_id WHERE p.model_tag = 'files' AND m.source = 'my_structures'")
+    assert n == [(12,)]
+    # the split of the model holds the labelled file materials like any other
+    assert rows(db.engine, "SELECT count(*) FROM material_predictions p JOIN materials m "
+                "ON m.id = p.material_id WHERE p.model_tag = 'files' "
+                "AND m.source = 'my_structures' AND p.split IS NOT NULL")[0][0] >= 1
+
+
+def test_interrupt_in_the_pool_leaves_the_database_as_before(db, tmp_path: Path) -> None:
+    """Ctrl-C (KeyboardInterrupt in the main process) while a process pool parses: the
+    transaction rolls back and the pool stops; the next run ingests everything."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from structures import write_cifs
+
+    from matplat.ingest.structures.ingest import ingest_structures
+
+    write_cifs(tmp_path / "many", 160, seed=3)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 64:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_structures(db.engine, [str(tmp_path / "many")], workers=2, progress=interrupt)
+    assert counts(db.engine) == dict.fromkeys(TABLES, 0)
+    s = ingest_structures(db.engine, [str(tmp_path / "many")], workers=2)
+    assert s.load.added == 160 and counts(db.engine)["material_files"] == 160
+
+
+def test_structure_options_are_refused_for_a_dump(db, sample_dump: Path) -> None:
+    r = run(db.url, "ingest", str(sample_dump), "--source", "x")
+    assert r.exit_code == 2 and "structure files" in r.output

@@ -171,6 +171,12 @@ def test_python_api_takes_paths_and_objects(pipeline, tmp_path: Path) -> None:
     assert by_id.loc[0, "name"] == "api:salt"
     assert by_id.loc[0, "formation_energy"] == pytest.approx(df.loc[0, "formation_energy"],
                                                              abs=1e-5)
+    # an element outside the model's 89 species: stored, but no graph and so no prediction
+    from pymatgen.core import Lattice
+
+    po = p.predict({"polonium": Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])}, model="v3")
+    assert po.loc[0, "name"] == "polonium" and pd.isna(po.loc[0, "formation_energy"])
+    assert po.loc[0, "rejected"].startswith("no usable graph")
     got = p.structures(source="api", where="m.natoms <= 4")
     assert [x.composition.reduced_formula for x in got] == ["Fe"]
     assert isinstance(got[0], Structure) and got[0].properties["source_id"] == "iron"

@@ -151,3 +151,22 @@ def test_glob_names_are_relative_to_the_common_folder(tmp_path: Path, monkeypatc
     files, base, _ = collect([pattern])
     assert [f.display for f in files] == ["a/CONTCAR", "b/CONTCAR"]
     assert base.name == "runs"
+
+
+def test_overlap_filter_agrees_with_the_27_image_search() -> None:
+    """The fractional pre-filter finds exactly the pairs the exhaustive search finds."""
+    from matplat.ingest.structures.records import MIN_DISTANCE, _closest_pair
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        lattice = np.diag(rng.uniform(1.2, 6, 3)) + rng.uniform(-0.8, 0.8, (3, 3))
+        if np.linalg.det(lattice) < 0.5:
+            continue
+        frac = rng.random((int(rng.integers(2, 12)), 3))
+        cart = frac @ lattice
+        shifts = np.array([(a, b, c) for a in range(-2, 3) for b in range(-2, 3)
+                           for c in range(-2, 3)]) @ lattice
+        d = np.linalg.norm(cart[:, None, None] - cart[None, :, None] + shifts[None, None], axis=3)
+        d[np.arange(len(frac)), np.arange(len(frac)), len(shifts) // 2] = np.inf
+        brute = d.min() < MIN_DISTANCE
+        assert (_closest_pair(lattice, frac) is not None) == brute

@@ -15,7 +15,7 @@ from matplat.services.query import run_query
 
 @click.group()
 def export() -> None:
-    """Export graphs in the CGNN reference format, or predictions as CSV/Parquet."""
+    """Export graphs in the CGNN reference format, predictions as CSV/Parquet, or structures."""
 
 
 @export.command("cgnn-dataset")

@@ -68,7 +68,7 @@ def ingest(
     properties: str | None,
     strict: bool,
 ) -> None:
-    """Stream an OQMD mysqldump (PATH: .sql, .sql.gz, or - for stdin) into the database.
+    """Stream an OQMD mysqldump (PATH: .sql, .sql.gz, or - for stdin), or structure files, in.
 
     PATH may also be a live qmdb server (mysql+pymysql://user@host/qmdb), or a folder in the
     CGNN reference format (graph_data.npz, config.json, targets.csv, split.json), whose graphs

@@ -18,6 +18,7 @@ go in; with ``strict`` any reject fails the whole ingest and nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
 import time
@@ -136,6 +137,29 @@ def _parse_batch(batch: list[InputFile]) -> list[tuple[list[Parsed], str]]:
     return out
 
 
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C to the main process, which rolls back and stops the pool
+    (otherwise each worker prints its own KeyboardInterrupt traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _warm() -> None:
+    """Import the readers' libraries (seconds of pymatgen imports) before the pool forks, so
+    that the workers do not each import them again on a machine with few cores."""
+    import pymatgen.core  # noqa: F401
+    import pymatgen.io.cif  # noqa: F401
+    import pymatgen.io.vasp  # noqa: F401
+    import spglib  # noqa: F401
+
+    import matplat.ingest.structures.canonical  # noqa: F401
+    import matplat.ingest.structures.readers  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # optional: CIFs go to pymatgen without it
+        import gemmi  # noqa: F401
+
+
 def _parsed_files(files: list[InputFile], workers: int,
                   progress: Callable[[int, int], None] | None) -> Iterator[tuple[list[Parsed], str]]:
     """Records of every file, in order; parsed in a process pool when it pays."""
@@ -148,8 +172,11 @@ def _parsed_files(files: list[InputFile], workers: int,
             if progress:
                 progress(done, len(files))
         return
-    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    fork = sys.platform == "linux"
+    if fork:
+        _warm()  # imported once here, inherited by every forked worker
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     try:
         inflight: deque[tuple[Future[Any], int]] = deque()
         todo = iter(batches)

@@ -93,7 +93,12 @@ def numeric_properties(mapping: dict[str, Any] | None) -> dict[str, float]:
 def from_pymatgen(structure: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lattice, frac, numbers) of an ordered pymatgen ``Structure``, or :class:`Rejected`."""
     numbers = np.empty(len(structure), dtype=np.int16)
-    for i, site in enumerate(structure):
+    if structure.is_ordered:  # one species of occupancy 1 per site: no per-site look needed
+        numbers[:] = [getattr(sp, "Z", 0) for sp in structure.species]
+        sites = enumerate(structure) if ((numbers < 1) | (numbers > 118)).any() else ()
+    else:
+        sites = enumerate(structure)
+    for i, site in sites:
         species = site.species
         if len(species) != 1:
             raise Rejected(
@@ -159,11 +164,34 @@ _IMAGES = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (
 
 
 def _closest_pair(lattice: np.ndarray, frac: np.ndarray) -> tuple[int, int, float] | None:
-    """The first pair (i ≤ j) closer than MIN_DISTANCE, over the 27 neighbouring images of
-    the wrapped coordinates (enough for 0.5 Å in any cell whose shortest vector exceeds
-    it; a shorter vector makes each atom overlap its own image, found at i == j)."""
+    """The first pair (i ≤ j) closer than MIN_DISTANCE (i == j: an atom and its own image).
+
+    Two atoms closer than r differ by less than r / h_k in fractional coordinate k, where
+    h_k is the cell's height along k. When every height exceeds 2 r, wrapped differences
+    (in [-0.5, 0.5]) can only be that small for the image nearest in fractional terms, so
+    only pairs passing that filter need a Cartesian distance. Thinner cells take the exact
+    search over the 27 neighbouring images.
+    """
     f = frac - np.floor(frac)
     n = len(f)
+    volume = abs(float(np.linalg.det(lattice)))
+    cross = np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]])
+    heights = volume / np.linalg.norm(cross, axis=1)
+    r2 = MIN_DISTANCE * MIN_DISTANCE
+    if heights.min() > 2 * MIN_DISTANCE:
+        d = f[:, None, :] - f[None, :, :]
+        d -= np.round(d)
+        near = (np.abs(d) < MIN_DISTANCE / heights).all(axis=2)
+        near[np.arange(n), np.arange(n)] = False
+        i, j = np.nonzero(np.triu(near))
+        if len(i):
+            cart = d[i, j] @ lattice
+            dist2 = (cart * cart).sum(axis=1)
+            hit = np.flatnonzero(dist2 < r2)
+            if len(hit):
+                k = hit[0]
+                return int(i[k]), int(j[k]), float(np.sqrt(dist2[k]))
+        return None
     step = max(1, 20_000 // max(n, 1))
     shifts = _IMAGES @ lattice  # (27, 3)
     cart = f @ lattice
