@@ -168,3 +168,20 @@ def test_where_runs_in_a_read_only_transaction(db) -> None:
         select_ids(db.engine, where)
     assert _state(db.engine) == before
     assert select_ids(db.engine, "m.id >= 2 AND m.formula <> 'PWNED'") == [2, 3]
+
+
+def test_export_structures_where_is_read_only_too(db, tmp_path: Path) -> None:
+    _model(db.engine)
+    before = _state(db.engine)
+    for where in WHERE_FORMS[:3]:
+        leak = Path(LEAK.format(uuid.uuid4().hex))
+        r = _invoke("--db", db.url, "export", "structures", str(tmp_path / "out"), "--format",
+                    "json", "--where", where.format(leak=leak))
+        line = _one_error_line(r)
+        assert "--where" in line or "read-only" in line, (where, line)
+        assert not leak.exists()
+    assert _state(db.engine) == before
+    r = _invoke("--db", db.url, "export", "structures", str(tmp_path / "ok"), "--format", "json",
+                "--where", "m.id >= 2")
+    assert r.exit_code == 0, r.output
+    assert "wrote 2 structures" in r.stdout

@@ -89,5 +89,6 @@ def structures(
     from matplat.services.structures import export_structures
 
     with writing(directory):
-        s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where)
+        s = export_structures(app.engine(), Path(directory), fmt, source=source, where=where,
+                              query_engine=app.query_engine() if where else None)
     click.echo(f"wrote {s.written} structures as {fmt} to {directory}")

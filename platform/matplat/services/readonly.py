@@ -86,6 +86,7 @@ def read_only(engine: Engine, *, timeout: float) -> Iterator[Connection]:
     with engine.connect() as conn:
         driver = conn.connection.driver_connection
         thread_id = driver.thread_id() if mysql else None  # type: ignore[union-attr]
+        previous = 0.0
         if backend == "postgresql":
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
@@ -93,6 +94,9 @@ def read_only(engine: Engine, *, timeout: float) -> Iterator[Connection]:
             # then costs 0.2-0.3 s of an interactive query (bench/RESULTS.md)
             conn.exec_driver_sql("SET LOCAL jit = off")
         elif mysql:
+            # the account's own limit (CREATE USER … WITH MAX_STATEMENT_TIME) comes back after
+            previous = float(conn.exec_driver_sql(
+                "SELECT @@session.max_statement_time").scalar() or 0)
             conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout:.3f}")
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         else:
@@ -140,17 +144,17 @@ def read_only(engine: Engine, *, timeout: float) -> Iterator[Connection]:
             raise
         finally:
             if clean and not conn.invalidated:
-                _restore(conn, backend, driver)
+                _restore(conn, backend, driver, previous if mysql else 0.0)
 
 
-def _restore(conn: Connection, backend: str, driver: Any) -> None:
+def _restore(conn: Connection, backend: str, driver: Any, previous: float) -> None:
     """Undo the session settings before the connection goes back to the pool."""
     conn.rollback()
     if backend == "sqlite":
         driver.set_progress_handler(None, 0)
         conn.exec_driver_sql("PRAGMA query_only = OFF")
     elif backend in ("mysql", "mariadb"):
-        conn.exec_driver_sql("SET SESSION max_statement_time = DEFAULT")
+        conn.exec_driver_sql(f"SET SESSION max_statement_time = {previous:.3f}")
     conn.rollback()
 
 

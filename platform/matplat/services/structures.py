@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, text
 
 from matplat.errors import InputError
-from matplat.services.query import check_read_only
+from matplat.services.query import select_ids
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -48,28 +48,21 @@ class StoredStructure:
     props: dict[str, float] = field(default_factory=dict)
 
 
-def _condition(engine: Engine, where: str | None) -> str:
-    if not where:
-        return ""
-    check_read_only(f"SELECT m.id FROM materials m WHERE {where}")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f"SELECT m.id FROM materials m WHERE {where} LIMIT 1"))
-    except Exception as e:  # noqa: BLE001 - report the database's own message
-        reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
-        raise InputError(f"--where {where!r} is not a valid condition on materials m: {reason}") from e
-    return f" AND ({where})"
-
-
 def select_structures(
     engine: Engine,
     *,
     source: str | None = None,
     where: str | None = None,
     ids: list[int] | None = None,
+    query_engine: Engine | None = None,
 ) -> list[StoredStructure]:
     """Stored structures with their DFT values, by material id; ``where`` is a read-only SQL
-    condition on ``materials m`` (as ``platform predict --where``)."""
+    condition on ``materials m`` (as ``platform predict --where``), evaluated in a read-only
+    transaction on ``query_engine`` (the user-SQL connection; default ``engine``) for ids
+    that the reading statement then uses."""
+    if where:
+        chosen = select_ids(query_engine or engine, where)
+        ids = chosen if ids is None else sorted(set(chosen) & set(ids))
     sql = (
         "SELECT m.id, m.source, m.source_id, m.formula, s.lattice, s.frac_coords, "
         "s.atomic_numbers, d.formation_energy, d.band_gap, d.magnetization FROM materials m "
@@ -80,7 +73,6 @@ def select_structures(
     if source is not None:
         sql += " AND m.source = :source"
         params["source"] = source
-    sql += _condition(engine, where)
     stmt = text(sql + (" AND m.id IN :ids" if ids is not None else "") + " ORDER BY m.id")
     if ids is not None:
         stmt = stmt.bindparams(bindparam("ids", expanding=True))
@@ -143,6 +135,7 @@ def export_structures(
     *,
     source: str | None = None,
     where: str | None = None,
+    query_engine: Engine | None = None,
 ) -> ExportSummary:
     """Write the selected structures as files of ``fmt`` (see the module docstring)."""
     import warnings
@@ -154,7 +147,8 @@ def export_structures(
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise InputError(f"{directory}: exists and is not a folder")
-    structures = select_structures(engine, source=source, where=where)
+    structures = select_structures(engine, source=source, where=where,
+                                   query_engine=query_engine)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[int, str] = {}
     taken: set[str] = set()
