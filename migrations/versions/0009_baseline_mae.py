@@ -6,7 +6,7 @@ material, the mean DFT value of the model's training subset, over exactly the ro
 has ``mae`` close to ``baseline_mae``.
 
 Revision ID: 0009
-Revises: 0011
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0011"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

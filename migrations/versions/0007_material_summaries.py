@@ -9,7 +9,7 @@ indexed as (column, material_id) so that a filter in id order is one index range
 (``elements``, the sorted symbols, serves ``elements HAS ONLY`` as a list of subsets). It is
 derived data, filled by ``matplat.serve.summaries.refresh`` (run by ``platform serve``).
 
-Revision ID: 0010
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 """
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -6,8 +6,8 @@ structures) as materials of source ``candidates:RUN``; these tables keep how eac
 (predicted hull distance, decomposition). The view ranks a run's candidates by predicted
 hull distance with their predicted properties side by side.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
