@@ -257,11 +257,7 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
         raise InputError(f"model {tag!r} records no graph recipe; cannot build its inputs")
     name = check_run_name(req.name or default_run_name(targets, tag))
     source = CANDIDATE_PREFIX + name
-    ref = reference_source(engine)
-    for t in targets:
-        if load_hull(engine, t.elements, ref) is None:
-            raise InputError(f"no DFT hull for the {_system_name(t.elements)} system: no material "
-                             "of it or of its subsystems has a DFT formation energy")
+    # a reused run name is the first thing to say: no other check concerns that run
     params = {"elements": sorted(req.elements) if req.elements else None,
               "compositions": sorted(req.compositions) if req.compositions else None,
               "max_atoms": req.max_atoms, "min_probability": req.min_probability,
@@ -272,6 +268,11 @@ def plan_discover(engine: Engine, req: DiscoverRequest, *, runner: str = "in-pro
     if run is not None and (run[1] != mv_id or run[2] != params):
         raise InputError(f"discovery run {name!r} was made with another model version or other "
                          "targets and limits; choose another --name")
+    ref = reference_source(engine)
+    for t in targets:
+        if load_hull(engine, t.elements, ref) is None:
+            raise InputError(f"no DFT hull for the {_system_name(t.elements)} system: no material "
+                             "of it or of its subsystems has a DFT formation energy")
     parents = load_parents(engine, {len(t.elements) for t in targets}, req.max_atoms)
     cands = generate_candidates(parents, targets, substitution_table(),
                                 min_probability=req.min_probability)
