@@ -75,22 +75,48 @@ def write_plots(engine: Engine, tag: str, out_dir: Path, device: str = "auto") -
         files.append(path)
     runs = info.get("training_runs") or []
     if runs:
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-        for run in runs:
-            hist = run.get("history") or []
-            epochs = [h.get("epoch") for h in hist]
-            ax.plot(epochs, [h.get("train_loss") for h in hist], label=f"m{run['member']} train loss")
-            val = [h.get("val_loss", None) for h in hist]
-            if any(v is not None for v in val):
-                ax.plot(epochs, val, "--", label=f"m{run['member']} val loss")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (standardised MSE)")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
-        ax.set_title(f"{tag}: learning curves", fontsize=9)
-        fig.tight_layout()
         path = out_dir / f"{tag}_learning_curves.png"
-        fig.savefig(path)
-        plt.close(fig)
+        _learning_curves(tag, runs, path)
         files.append(path)
     return files
+
+
+def _learning_curves(tag: str, runs: list[dict], path: Path) -> list[str]:
+    """Training loss (left) and validation MAE per target (right) of every member, per epoch;
+    returns the labels of the curves drawn.
+
+    The validation MAE is in each target's own unit, so the right panel is on a log scale and
+    each target keeps one colour across members (members differ by line style).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, mae_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    styles = ["-", "--", ":", "-."]
+    colours: dict[str, str] = {}
+    for run in runs:
+        hist = run.get("history") or []
+        epochs = [h.get("epoch") for h in hist]
+        style = styles[int(run.get("member", 0)) % len(styles)]
+        loss_ax.plot(epochs, [h.get("train_loss") for h in hist], style,
+                     label=f"m{run.get('member', 0)} train loss")
+        targets = sorted({t for h in hist for t in (h.get("val_mae") or {})})
+        for t in targets:
+            values = [(h.get("val_mae") or {}).get(t, np.nan) for h in hist]
+            line = mae_ax.plot(epochs, values, style, color=colours.get(t),
+                               label=f"m{run.get('member', 0)} {t}")[0]
+            colours.setdefault(t, line.get_color())
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (standardised MSE)")
+    loss_ax.set_yscale("log")
+    loss_ax.legend(fontsize=7)
+    mae_ax.set_xlabel("epoch")
+    mae_ax.set_ylabel("validation MAE (unit of each target)")
+    mae_ax.set_yscale("log")
+    if colours:
+        mae_ax.legend(fontsize=7)
+    fig.suptitle(f"{tag}: learning curves", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    labels = [line.get_label() for ax in (loss_ax, mae_ax) for line in ax.get_lines()]
+    plt.close(fig)
+    return labels
