@@ -63,6 +63,13 @@ def test_export_loads_with_reference_rules_and_reimports_identically(db, sample_
     r = run(db.url, "ingest", str(out))
     assert f"{len(graphs)} graphs" in r.output and "0 new graph-only" in r.output
     assert graphs_by_source_id(db.engine, "dataset:oqmd_export") == ours
+    # two recipes now: cgc stays the default, an unknown one lists those present
+    assert "graphs of recipe cgc" in run(db.url, "export", "cgnn-dataset",
+                                         str(tmp_path / "again")).output
+    bad = CliRunner().invoke(cli, ["--db", db.url, "export", "cgnn-dataset",
+                                   str(tmp_path / "none"), "--recipe", "cgc-reference27"])
+    assert bad.exit_code == 1
+    assert "recipes with graphs: cgc, dataset:oqmd_export" in bad.output
 
 
 def test_import_python2_pickle_and_other_species_table(db, tmp_path: Path) -> None:
@@ -99,3 +106,7 @@ def test_import_python2_pickle_and_other_species_table(db, tmp_path: Path) -> No
     # importing the same folder again replaces, never duplicates
     run(db.url, "ingest", str(folder))
     assert len(graphs_by_source_id(db.engine, "dataset:tiny_set")) == 2
+    # graph-only materials: the export takes the only recipe present, no --recipe needed
+    r = run(db.url, "export", "cgnn-dataset", str(tmp_path / "back"))
+    assert "wrote 2 graphs of recipe dataset:tiny_set" in r.output
+    assert set(pd.read_csv(tmp_path / "back" / "targets.csv")["formula"]) == {"NaCl", "Fe2O"}

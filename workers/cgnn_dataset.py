@@ -50,15 +50,37 @@ def _name(source: str, source_id: str) -> str:
     return f"{source}-{source_id}"
 
 
-def export_dataset(engine: Engine, out_dir: Path, recipe: str = "cgc",
+def _export_recipe(conn, recipe: str | None) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """(id, name) of the recipe to export: ``recipe``, or without one the only recipe that has
+    graphs (``cgc`` when several do). The errors list the recipes that have graphs, so that a
+    database of imported data-set folders (recipe ``dataset:<folder>``) says what to ask for."""
+    present = conn.execute(text(
+        "SELECT r.id, r.name FROM graph_recipes r WHERE EXISTS (SELECT 1 FROM crystal_graphs g "
+        "WHERE g.recipe_id = r.id AND g.status = 'ok') ORDER BY r.name, r.id DESC")).all()
+    names = sorted({name for _, name in present})
+    listed = ", ".join(names)
+    if recipe is None:
+        if not present:
+            raise NotFoundError("no crystal graphs to export: run `platform graphs build` first")
+        if len(names) == 1 or "cgc" in names:
+            recipe = names[0] if len(names) == 1 else "cgc"
+        else:
+            raise InputError(f"graphs of several recipes are stored ({listed}): choose one "
+                             "with --recipe")
+    ids = [rid for rid, name in present if name == recipe]
+    if not ids:
+        hint = (f"recipes with graphs: {listed}" if present
+                else f"run `platform graphs build --recipe {recipe}` first")
+        raise NotFoundError(f"no graphs of recipe {recipe!r}: {hint}")
+    return ids[0], recipe
+
+
+def export_dataset(engine: Engine, out_dir: Path, recipe: str | None = None,
                    split: str | None = None) -> DatasetSummary:
-    """Write the recipe's graphs, targets, config and split in the reference format."""
+    """Write the recipe's graphs, targets, config and split in the reference format
+    (``recipe`` None: the only recipe with graphs, see :func:`_export_recipe`)."""
     with engine.connect() as conn:
-        rid = conn.execute(select(GraphRecipe.id).where(GraphRecipe.name == recipe)
-                           .order_by(GraphRecipe.id.desc())).scalar()
-        if rid is None:
-            raise NotFoundError(f"no graphs of recipe {recipe!r}: run `platform graphs build "
-                                f"--recipe {recipe}` first")
+        rid, recipe = _export_recipe(conn, recipe)
         rows = conn.execute(text(
             "SELECT m.id, m.source, m.source_id, m.formula, m.spacegroup, g.natoms, "
             "g.atomic_numbers, g.edge_src, g.edge_dst, d.formation_energy, d.band_gap, "

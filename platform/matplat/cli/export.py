@@ -20,7 +20,8 @@ def export() -> None:
 
 @export.command("cgnn-dataset")
 @click.argument("directory", type=click.Path(file_okay=False), callback=checks.output_dir)
-@click.option("--recipe", default="cgc", show_default=True)
+@click.option("--recipe", help="Graph recipe to export [default: the only recipe with graphs; "
+              "cgc when several have].")
 @click.option(
     "--split",
     "split_name",
@@ -28,14 +29,14 @@ def export() -> None:
     "(default: the reference's formula-grouped split, seed 12345).",
 )
 @pass_app
-def cgnn_dataset(app: AppContext, directory: str, recipe: str, split_name: str | None) -> None:
+def cgnn_dataset(app: AppContext, directory: str, recipe: str | None, split_name: str | None) -> None:
     """Write graph_data.npz, config.json, targets.csv and split.json into DIRECTORY."""
     from workers.cgnn_dataset import export_dataset
 
     with writing(directory):
         s = export_dataset(app.engine(), Path(directory), recipe, split_name)
     click.echo(
-        f"wrote {s.graphs} graphs of recipe {recipe} to {directory}"
+        f"wrote {s.graphs} graphs of recipe {s.recipe} to {directory}"
         + (f" ({s.skipped} skipped: species outside the 89-species table)" if s.skipped else "")
     )
 
