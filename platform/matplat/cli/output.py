@@ -6,14 +6,15 @@ import datetime
 import decimal
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-import pandas as pd
 
 from matplat.errors import InputError
 from matplat.outputs import writing
+
+if TYPE_CHECKING:  # pandas and numpy load when rows are written, not with --help
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -30,6 +31,8 @@ def format_option(formats: tuple[str, ...] = ("table", "csv", "json")):  # type:
 
 
 def render(df: pd.DataFrame, fmt: str) -> str:
+    import pandas as pd
+
     if fmt == "table":
         if df.empty:
             header = "  ".join(str(c) for c in df.columns)
@@ -52,9 +55,17 @@ def render(df: pd.DataFrame, fmt: str) -> str:
     raise InputError(f"format {fmt!r} cannot be printed; use --output FILE")
 
 
+def _load_libraries() -> None:
+    """Bind numpy and pandas as this module's globals on first use (not at import)."""
+    global np, pd
+    import numpy as np
+    import pandas as pd
+
+
 def _plain(value: Any) -> Any:
     """A value JSON can hold: NaN and ±infinity become null, bytes their hex digits, decimals
-    numbers, dates ISO 8601 text; containers recursively; anything else its text."""
+    numbers, dates ISO 8601 text; containers recursively; anything else its text (callers
+    run :func:`_load_libraries` first: ``_plain`` runs once per value)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if value is pd.NaT:
@@ -80,6 +91,7 @@ def _plain(value: Any) -> Any:
 
 def json_text(obj: Any, indent: int | None = None) -> str:
     """Strict JSON (RFC 8259) of ``obj`` under the rule of :func:`_plain`; never ``NaN``."""
+    _load_libraries()
     return json.dumps(_plain(obj), indent=indent, allow_nan=False, ensure_ascii=False)
 
 
@@ -87,6 +99,7 @@ def json_records(df: pd.DataFrame) -> str:
     """``df`` as a strict JSON list of records: pandas' fast writer (which writes NaN and
     ±infinity as null) after text, bytes and decimals of object columns went through
     :func:`_plain`; :func:`json_text` for what pandas still cannot write (huge integers)."""
+    _load_libraries()
     out = df
     objects = [c for c in df.columns if df[c].dtype == object]
     if objects:

@@ -18,15 +18,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, text
 
 from matplat.config import DEFAULT_QUERY_TIMEOUT
 from matplat.errors import InputError
 from matplat.services import sqlguard
 from matplat.services.readonly import read_only, translate
+
+if TYPE_CHECKING:  # pandas loads with the first query, not with `platform query --help`
+    import pandas as pd
 
 _READ_KEYWORDS = {"select", "with", "values", "explain", "show", "describe", "desc", "table"}
 _WRITE_WORDS = {
@@ -237,6 +239,8 @@ def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None,
             return [tuple(r) for r in result.fetchall()], list(result.keys())
 
     rows, columns = translate("query failed", fetch)
+    import pandas as pd
+
     return pd.DataFrame.from_records(rows, columns=columns)
 
 
