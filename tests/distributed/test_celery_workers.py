@@ -88,12 +88,13 @@ def job_id_of(output: str) -> int:
     return int(m.group(1))
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float, what: str,  # type: ignore[no-untyped-def]
+             poll: float = 0.2) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
             return
-        time.sleep(0.2)
+        time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -200,7 +201,9 @@ def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, spaw
     proxy.up()
     w = spawn(db.url, proxy.url(broker_url))
     w.start("a")
-    r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "3",
+    # one structure per task: on an idle machine 3-structure tasks all finished between two
+    # polls, before the broker could be taken away
+    r = invoke(db.url, "--broker", broker_url, "graphs", "build", "--chunk-size", "1",
                "--no-wait")
     job = job_id_of(r.output)
 
@@ -210,7 +213,7 @@ def test_work_resumes_after_the_broker_goes_away(broker_url, pg, reference, spaw
                 "SELECT count(*) FROM job_tasks WHERE job_id = :j AND status = 'done'"),
                 {"j": job}).scalar_one())
 
-    wait_for(lambda: tasks_done() >= 1, 120, "the first task")
+    wait_for(lambda: tasks_done() >= 1, 120, "the first task", poll=0.02)
     proxy.down()  # every worker connection to the broker drops; new ones are refused
     time.sleep(4)
     stalled = tasks_done()
