@@ -1,7 +1,7 @@
 """Read pickled numpy members of ``.npz`` files without letting the file run code.
 
 The reference CGNN data format stores its graphs as a pickled dict inside ``graph_data.npz``.
-``np.load(allow_pickle=True)`` would call whatever callable the pickle names (``os.system``
+Loading it with numpy's pickle support switched on would call whatever callable the pickle names (``os.system``
 through ``__reduce__``), so a downloaded data set could run code on the user's machine. Here
 the pickle is read with an unpickler whose :meth:`find_class` admits only what numpy's own
 pickles of arrays, scalars and dtypes reference; plain containers, strings and numbers need
