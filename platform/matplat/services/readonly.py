@@ -46,6 +46,10 @@ def _reason(e: BaseException) -> str:
     return re.sub(r"\s*\(Background on this error at: [^)]*\)", "", reason)
 
 
+def _timed_out(timeout: float) -> StatementTimeout:
+    return StatementTimeout(f"query stopped after its time limit of {timeout:g} s (--timeout)")
+
+
 def _is_timeout(backend: str, e: BaseException) -> bool:
     orig = getattr(e, "orig", e)
     if backend == "postgresql":
@@ -119,28 +123,18 @@ def read_only(engine: Engine, *, timeout: float) -> Iterator[Connection]:
             if backend == "sqlite" and "interrupted" in str(e.orig):
                 if time.monotonic() > deadline and interrupts.requested() is None:
                     clean = True
-                    raise StatementTimeout(
-                        f"query stopped after its time limit of {timeout:g} s (--timeout)"
-                    ) from e
+                    raise _timed_out(timeout) from e
                 conn.invalidate()
                 raise KeyboardInterrupt from e
             clean = True
             if _is_timeout(backend, e):
-                raise StatementTimeout(
-                    f"query stopped after its time limit of {timeout:g} s (--timeout)") from e
-            raise
-        except sa_exc.DBAPIError as e:
-            clean = True
-            if _is_timeout(backend, e):
-                raise StatementTimeout(
-                    f"query stopped after its time limit of {timeout:g} s (--timeout)") from e
+                raise _timed_out(timeout) from e
             raise
         except Exception as e:
             clean = True
             driver_error = conn.dialect.loaded_dbapi.Error
-            if isinstance(e, driver_error) and _is_timeout(backend, e):
-                raise StatementTimeout(
-                    f"query stopped after its time limit of {timeout:g} s (--timeout)") from e
+            if isinstance(e, (sa_exc.DBAPIError, driver_error)) and _is_timeout(backend, e):
+                raise _timed_out(timeout) from e
             raise
         finally:
             if clean and not conn.invalidated:
