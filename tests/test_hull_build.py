@@ -118,3 +118,29 @@ def test_cli(db, monkeypatch) -> None:
     assert r.exit_code == 1 and r.output.strip().startswith("error: no materials of source 'nope'")
     r = runner.invoke(cli, ["hull", "list", "--format", "csv"])
     assert r.exit_code == 0 and r.output.count("\n") == 3
+
+
+def test_two_databases_in_one_process_keep_their_own_data(tmp_path) -> None:
+    """Hull builds are numbered per database: the process cache must not hand build 1 of one
+    database to a task of build 1 of another (a worker or a test run may serve several)."""
+    from dbutil import create_database
+
+    from matplat.db.session import dispose_engines
+    from workers.hull_data import cached_source, load_source
+
+    dbs = []
+    for name, seed, n in (("a", 1, 60), ("b", 2, 90)):
+        (tmp_path / name).mkdir()
+        d = create_database("sqlite", tmp_path / name)
+        d.upgrade()
+        insert_rows(d.engine, random_entries(seed, n=n)[1])
+        dbs.append(d)
+    try:
+        first, second = (d.engine for d in dbs)
+        assert len(cached_source(first, "oqmd", 1).formulas) == len(load_source(first, "oqmd")
+                                                                   .formulas)
+        # the same (source, build id) in the other database reads that database
+        assert len(cached_source(second, "oqmd", 1).formulas) == len(
+            load_source(second, "oqmd").formulas) != len(load_source(first, "oqmd").formulas)
+    finally:
+        dispose_engines()

@@ -160,7 +160,7 @@ def plan_build(engine: Engine, *, source: str | None = None, full: bool = False,
     plan = HullPlan(build_id, sources)
     for src in sources:
         data = load_source(engine, src)
-        remember(data, build_id)
+        remember(engine, data, build_id)
         stored = _stored(engine, src)
         dirty, moved = dirty_systems(engine, data, stored, full=full)
         plan.hulls_moved += moved

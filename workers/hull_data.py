@@ -117,19 +117,25 @@ def read_entries(conn: Connection, material_ids: np.ndarray, energies: np.ndarra
                     np.asarray(energies, dtype=np.float64), rows)
 
 
-_CACHE: dict[tuple[str, int], SourceData] = {}
+# keyed by database too: build ids restart at 1 in every database, and one process (a worker,
+# a test run) may serve several
+_CACHE: dict[tuple[str, str, int], SourceData] = {}
+
+
+def _key(engine: Engine, source: str, build_id: int) -> tuple[str, str, int]:
+    return engine.url.render_as_string(hide_password=True), source, build_id
 
 
 def cached_source(engine: Engine, source: str, build_id: int) -> SourceData:
-    """:func:`load_source` once per (source, hull build) in this process."""
-    key = (source, build_id)
+    """:func:`load_source` once per (database, source, hull build) in this process."""
+    key = _key(engine, source, build_id)
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = load_source(engine, source)
     return _CACHE[key]
 
 
-def remember(data: SourceData, build_id: int) -> None:
+def remember(engine: Engine, data: SourceData, build_id: int) -> None:
     """Keep data read while planning for the build's in-process tasks."""
     _CACHE.clear()
-    _CACHE[(data.source, build_id)] = data
+    _CACHE[_key(engine, data.source, build_id)] = data
